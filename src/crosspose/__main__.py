@@ -1,0 +1,5 @@
+import sys
+
+from crosspose.cli import main
+
+sys.exit(main())

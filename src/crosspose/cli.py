@@ -1,0 +1,74 @@
+"""The ``crosspose`` command.
+
+Training commands (``fit``, ``validate``, ``test``, ``predict``) go to the LightningCLI in
+:mod:`crosspose.training_cli`; every other command is a module with ``configure_parser(parser)`` and
+``run(args) -> int``, imported only when called so that ``crosspose --help`` stays instant.
+Errors on user input (:class:`~crosspose.errors.CrossposeError`) print as one line, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from crosspose.errors import CrossposeError
+
+LIGHTNING_COMMANDS: dict[str, str] = {
+    "fit": "train a model from a YAML config (--config, repeatable)",
+    "validate": "run the validation loop of a config/checkpoint",
+    "test": "score a checkpoint on the test file; writes predictions and metrics.json",
+    "predict": "write keypoint predictions (COCO results) for a data file",
+}
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "prepare": ("crosspose.data.prepare", "convert MacaquePose / MPII releases to COCO keypoints"),
+    "synth": ("crosspose.data.synth.cli", "generate the procedural two-species data set"),
+    "score": ("crosspose.evaluation.score", "score predictions against ground truth (the paper's metrics)"),
+    "report": ("crosspose.evaluation.report", "compare metrics.json files: Table-1 markdown and plots"),
+    "demo": ("crosspose.demo", "the paper's experiment end to end on the synthetic data"),
+    "ablate": ("crosspose.ablate", "frozen-layer x data-size x seed ablation grid"),
+    "benchmark": ("crosspose.benchmark", "throughput side by side with DeepLabCut 3"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: crosspose COMMAND [options]   (crosspose COMMAND --help for its options)", "",
+             "training (LightningCLI; configs in configs/):"]
+    lines += [f"  {name:<10} {text}" for name, text in LIGHTNING_COMMANDS.items()]
+    lines += ["", "data, evaluation and experiments:"]
+    lines += [f"  {name:<10} {text}" for name, (_, text) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    if args[0] in ("-V", "--version"):
+        from crosspose import __version__
+
+        print(f"crosspose {__version__}")
+        return 0
+    command, rest = args[0], args[1:]
+    try:
+        if command in LIGHTNING_COMMANDS:
+            from crosspose.training_cli import run_lightning_cli
+
+            run_lightning_cli([command, *rest])
+            return 0
+        if command in COMMANDS:
+            module = importlib.import_module(COMMANDS[command][0])
+            parser = argparse.ArgumentParser(prog=f"crosspose {command}", description=COMMANDS[command][1])
+            module.configure_parser(parser)
+            return int(module.run(parser.parse_args(rest)) or 0)
+    except CrossposeError as exc:
+        print(f"crosspose {command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"crosspose {command}: interrupted", file=sys.stderr)
+        return 130
+    print(f"crosspose: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
+    return 2

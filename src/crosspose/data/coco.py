@@ -1,0 +1,216 @@
+"""The common format: one COCO keypoints JSON plus an image folder.
+
+Every reader writes it and the data module, the scorer and the report read it through
+:func:`load_coco_keypoints`, which validates once and fails with one :class:`DataFormatError` that
+names the file, the entry and the problem.
+
+Conventions (COCO's own, plus two optional MPII fields):
+- coordinates are 0-based pixels of the original image; ``keypoints`` is ``[x, y, v] * K`` with
+  ``v = 0`` unannotated, 1 annotated but occluded, 2 visible;
+- ``bbox`` is ``[x, y, w, h]``; the category's ``skeleton`` is 1-based (we keep links 0-based);
+- ``file_name`` is relative to the image root, which defaults to the JSON file's folder;
+- MPII annotations may carry ``head_box`` ``[x1, y1, x2, y2]`` and ``scale`` (person height / 200).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crosspose.errors import DataFormatError
+
+__all__ = ["CocoKeypoints", "load_coco_keypoints", "save_coco_keypoints", "bbox_from_keypoints"]
+
+
+@dataclass
+class CocoKeypoints:
+    """A validated COCO keypoints file (one keypoint category).
+
+    Attributes:
+        path: the JSON file.
+        image_root: folder that ``file_name`` entries are relative to.
+        images: image id -> image record (``file_name``, ``width``, ``height``, ...).
+        annotations: the person/animal instances of the keypoint category, in file order.
+        category: the keypoint category record.
+        raw: the whole parsed file, for fields a caller wants to pass through.
+    """
+
+    path: Path
+    image_root: Path
+    images: dict[int, dict[str, Any]]
+    annotations: list[dict[str, Any]]
+    category: dict[str, Any]
+    raw: dict[str, Any] = field(repr=False)
+
+    @property
+    def keypoint_names(self) -> tuple[str, ...]:
+        return tuple(self.category["keypoints"])
+
+    @property
+    def num_keypoints(self) -> int:
+        return len(self.category["keypoints"])
+
+    @property
+    def links(self) -> tuple[tuple[int, int], ...]:
+        """Limbs, 0-based (COCO stores them 1-based)."""
+        return tuple((int(a) - 1, int(b) - 1) for a, b in self.category.get("skeleton", []))
+
+    @property
+    def category_id(self) -> int:
+        return int(self.category["id"])
+
+    def keypoints(self, ann: Mapping[str, Any]) -> np.ndarray:
+        """``(K, 3)`` float array of x, y, v for one annotation."""
+        return np.asarray(ann["keypoints"], dtype=np.float64).reshape(self.num_keypoints, 3)
+
+    def image_path(self, image_id: int) -> Path:
+        return self.image_root / self.images[image_id]["file_name"]
+
+    def instances(self) -> list[dict[str, Any]]:
+        """Annotations usable for training and evaluation: not crowd, at least one labelled joint."""
+        return [
+            a for a in self.annotations
+            if not a.get("iscrowd", 0) and (np.asarray(a["keypoints"][2::3]) > 0).any()
+        ]
+
+
+def _fail(path: Path, problem: str, where: str | None = None) -> DataFormatError:
+    return DataFormatError(path, problem, where)
+
+
+def load_coco_keypoints(
+    path: str | PathLike[str],
+    image_root: str | PathLike[str] | None = None,
+    category_id: int | None = None,
+) -> CocoKeypoints:
+    """Read and validate a COCO keypoints file.
+
+    Args:
+        path: the JSON file.
+        image_root: folder of the images; defaults to the JSON file's folder.
+        category_id: which category to use when the file has several with keypoints.
+
+    Raises:
+        DataFormatError: the file is missing, not JSON, or not COCO keypoints; the message names
+            the entry at fault.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise _fail(path, "file not found")
+    try:
+        with path.open("r", encoding="utf-8") as fh:
+            raw = json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise _fail(path, f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    except UnicodeDecodeError:
+        raise _fail(path, "not a UTF-8 text file") from None
+    if not isinstance(raw, dict):
+        raise _fail(path, "not a COCO keypoints file: the top level is not an object "
+                          "(an HRNet/mmpose MPII list? convert it with `crosspose prepare mpii`)")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(raw.get(key), list):
+            raise _fail(path, f"not a COCO keypoints file: no '{key}' list")
+
+    kp_categories = [c for c in raw["categories"] if isinstance(c, dict) and c.get("keypoints")]
+    if not kp_categories:
+        raise _fail(path, "not a COCO keypoints file: no category has a 'keypoints' list")
+    if category_id is None:
+        if len(kp_categories) > 1:
+            ids = ", ".join(str(c.get("id")) for c in kp_categories)
+            raise _fail(path, f"several keypoint categories ({ids}); choose one with category_id")
+        category = kp_categories[0]
+    else:
+        matches = [c for c in kp_categories if c.get("id") == category_id]
+        if not matches:
+            raise _fail(path, f"no keypoint category with id {category_id}")
+        category = matches[0]
+    names = category["keypoints"]
+    if not all(isinstance(n, str) for n in names):
+        raise _fail(path, "category 'keypoints' must be a list of joint names")
+    num_kp = len(names)
+    for link in category.get("skeleton", []) or []:
+        if (not isinstance(link, list | tuple) or len(link) != 2
+                or not all(isinstance(i, int) and 1 <= i <= num_kp for i in link)):
+            raise _fail(path, f"category skeleton link {link!r} is not a 1-based pair within 1..{num_kp}")
+
+    images: dict[int, dict[str, Any]] = {}
+    for i, img in enumerate(raw["images"]):
+        where = f"images[{i}]"
+        if not isinstance(img, dict) or "id" not in img or "file_name" not in img:
+            raise _fail(path, "an image needs 'id' and 'file_name'", where)
+        if img["id"] in images:
+            raise _fail(path, f"duplicate image id {img['id']}", where)
+        images[img["id"]] = img
+
+    cid = category["id"]
+    annotations: list[dict[str, Any]] = []
+    seen_ids: set[Any] = set()
+    for i, ann in enumerate(raw["annotations"]):
+        if not isinstance(ann, dict):
+            raise _fail(path, "an annotation must be an object", f"annotations[{i}]")
+        if ann.get("category_id", cid) != cid:
+            continue
+        where = f"annotation id {ann.get('id', '?')} (annotations[{i}])"
+        if "id" in ann:
+            if ann["id"] in seen_ids:
+                raise _fail(path, f"duplicate annotation id {ann['id']}", where)
+            seen_ids.add(ann["id"])
+        if ann.get("image_id") not in images:
+            raise _fail(path, f"image_id {ann.get('image_id')!r} is not in 'images'", where)
+        kps = ann.get("keypoints")
+        if not isinstance(kps, list) or len(kps) != 3 * num_kp:
+            got = len(kps) if isinstance(kps, list) else type(kps).__name__
+            raise _fail(path, f"'keypoints' must hold 3 x {num_kp} numbers (x, y, v), got {got}", where)
+        if not all(isinstance(v, int | float) and math.isfinite(v) for v in kps):
+            raise _fail(path, "'keypoints' holds a value that is not a finite number", where)
+        for key in ("bbox", "head_box"):
+            box = ann.get(key)
+            if box is not None and (not isinstance(box, list) or len(box) != 4
+                                    or not all(isinstance(v, int | float) and math.isfinite(v) for v in box)):
+                raise _fail(path, f"'{key}' must be 4 finite numbers", where)
+        if "bbox" not in ann:
+            ann["bbox"] = bbox_from_keypoints(np.asarray(kps, float).reshape(num_kp, 3))
+        annotations.append(ann)
+
+    root = Path(image_root) if image_root is not None else path.parent
+    return CocoKeypoints(path=path, image_root=root, images=images, annotations=annotations,
+                         category=category, raw=raw)
+
+
+def bbox_from_keypoints(keypoints: np.ndarray) -> list[float]:
+    """Tight ``[x, y, w, h]`` around the labelled joints (COCO fallback when no bbox is given)."""
+    labelled = keypoints[keypoints[:, 2] > 0, :2]
+    if len(labelled) == 0:
+        return [0.0, 0.0, 0.0, 0.0]
+    lo, hi = labelled.min(0), labelled.max(0)
+    return [float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])]
+
+
+def save_coco_keypoints(
+    path: str | PathLike[str],
+    images: Sequence[Mapping[str, Any]],
+    annotations: Iterable[Mapping[str, Any]],
+    category: Mapping[str, Any],
+    info: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a COCO keypoints file (creates the parent folder)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "info": dict(info or {"description": "written by crosspose"}),
+        "images": [dict(i) for i in images],
+        "annotations": [dict(a) for a in annotations],
+        "categories": [dict(category)],
+    }
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", encoding="utf-8") as fh:
+        json.dump(payload, fh)
+    tmp.replace(path)  # never leave a half-written file behind
+    return path

@@ -1,0 +1,1 @@
+"""The paper's metrics, the scorer and the report."""

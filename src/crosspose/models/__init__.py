@@ -1,0 +1,1 @@
+"""The DeeperCut-style network: backbone, heads, freezing and checkpoint initialisation."""
