@@ -26,6 +26,35 @@ __all__ = [
 ]
 
 
+_SIDE = re.compile(r"^(left|right|l|r)(?:[ _\-])(.+)$", re.IGNORECASE)
+
+
+def canonical_joint_name(name: str) -> str:
+    """Normalise a joint name so spellings from different releases compare equal.
+
+    ``"left eye"``, ``"Left_Eye"`` and ``"l_eye"`` all become ``"left_eye"``.
+    """
+    text = re.sub(r"[\s\-]+", "_", name.strip().lower())
+    m = _SIDE.match(text)
+    if m:
+        side = "left" if m.group(1) in ("left", "l") else "right"
+        text = f"{side}_{m.group(2)}"
+    return text
+
+
+def flip_pairs_from_names(names: Sequence[str]) -> tuple[tuple[int, int], ...]:
+    """Left/right pairs found by name, so any COCO-format category gets its flip pairs."""
+    canon = [canonical_joint_name(n) for n in names]
+    index = {n: i for i, n in enumerate(canon)}
+    pairs = []
+    for i, n in enumerate(canon):
+        if n.startswith("left_"):
+            j = index.get("right_" + n[len("left_"):])
+            if j is not None:
+                pairs.append((i, j))
+    return tuple(sorted(pairs))
+
+
 @dataclass(frozen=True)
 class Skeleton:
     """A named keypoint set.
@@ -115,35 +144,6 @@ def get_skeleton(name: str) -> Skeleton:
         return SKELETONS[name.lower()]
     except KeyError:
         raise ValueError(f"unknown skeleton {name!r}; known: {', '.join(SKELETONS)}") from None
-
-
-_SIDE = re.compile(r"^(left|right|l|r)(?:[ _\-])(.+)$", re.IGNORECASE)
-
-
-def canonical_joint_name(name: str) -> str:
-    """Normalise a joint name so spellings from different releases compare equal.
-
-    ``"left eye"``, ``"Left_Eye"`` and ``"l_eye"`` all become ``"left_eye"``.
-    """
-    text = re.sub(r"[\s\-]+", "_", name.strip().lower())
-    m = _SIDE.match(text)
-    if m:
-        side = "left" if m.group(1) in ("left", "l") else "right"
-        text = f"{side}_{m.group(2)}"
-    return text
-
-
-def flip_pairs_from_names(names: Sequence[str]) -> tuple[tuple[int, int], ...]:
-    """Left/right pairs found by name, so any COCO-format category gets its flip pairs."""
-    canon = [canonical_joint_name(n) for n in names]
-    index = {n: i for i, n in enumerate(canon)}
-    pairs = []
-    for i, n in enumerate(canon):
-        if n.startswith("left_"):
-            j = index.get("right_" + n[len("left_"):])
-            if j is not None:
-                pairs.append((i, j))
-    return tuple(sorted(pairs))
 
 
 def flip_permutation(num_keypoints: int, flip_pairs: Sequence[tuple[int, int]]) -> list[int]:
