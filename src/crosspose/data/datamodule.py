@@ -1,0 +1,155 @@
+"""LightningDataModule over the common format (COCO keypoints JSON + image folder)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from crosspose.data.coco import CocoKeypoints, load_coco_keypoints
+from crosspose.data.dataset import ImageFolderDataset, InstanceDataset, ShardedEpochSampler
+from crosspose.data.transforms import Augmentation
+from crosspose.errors import ConfigError
+
+__all__ = ["PoseDataModule"]
+
+
+def _worker_init(_: int) -> None:
+    # Each worker decodes and warps one image at a time; OpenCV's own thread pool would only
+    # oversubscribe the cores the other workers are using.
+    import cv2
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+class PoseDataModule(L.LightningDataModule):
+    """Train/val/test/predict splits, each a COCO keypoints file.
+
+    Args:
+        train_file, val_file, test_file: COCO keypoints JSON files.
+        predict_file: a COCO keypoints JSON (instances cropped by their boxes) or a folder of
+            images (each image one instance).
+        image_root: folder the ``file_name`` entries are relative to; default: each JSON's folder.
+        input_size: network input, one number (square) or [height, width]; multiples of 16.
+        padding: context around each instance box (1.25 = 25 % more than the box).
+        batch_size: training batch size per process.
+        eval_batch_size: validation/test/predict batch size (default: batch_size).
+        num_workers: loader processes per training process.
+        augmentation: training augmentation.
+        seed: seed of shuffling and augmentation (independent of the model seed).
+        pin_memory: pinned host memory for faster host-to-device copies (used only with a GPU).
+    """
+
+    def __init__(
+        self,
+        train_file: str | None = None,
+        val_file: str | None = None,
+        test_file: str | None = None,
+        predict_file: str | None = None,
+        image_root: str | None = None,
+        input_size: int | tuple[int, int] = 256,
+        padding: float = 1.25,
+        batch_size: int = 8,
+        eval_batch_size: int | None = None,
+        num_workers: int = 2,
+        augmentation: Augmentation | None = None,
+        seed: int = 0,
+        pin_memory: bool = True,
+    ) -> None:
+        super().__init__()
+        hw = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+        if len(hw) != 2 or any(v <= 0 or v % 16 for v in hw):
+            raise ConfigError(f"data.input_size must be positive multiples of 16 (output stride), got {input_size}")
+        self.input_hw: tuple[int, int] = (int(hw[0]), int(hw[1]))
+        self.files = {"train": train_file, "val": val_file, "test": test_file, "predict": predict_file}
+        self.image_root = image_root
+        self.padding = padding
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.augmentation = augmentation if augmentation is not None else Augmentation()
+        self.seed = seed
+        self.pin_memory = pin_memory
+        self.datasets: dict[str, InstanceDataset | ImageFolderDataset] = {}
+
+    def coco(self, split: str) -> CocoKeypoints:
+        """The validated file of a split (loaded once)."""
+        return self._coco[split]
+
+    @cached_property
+    def _coco(self) -> dict[str, CocoKeypoints]:
+        out = {}
+        for split, f in self.files.items():
+            if f is None or (split == "predict" and Path(f).is_dir()):
+                continue
+            out[split] = load_coco_keypoints(f, self.image_root)
+        return out
+
+    @property
+    def keypoint_names(self) -> tuple[str, ...] | None:
+        """Joint names of the first split given (all splits must agree)."""
+        cocos = list(self._coco.values())
+        return cocos[0].keypoint_names if cocos else None
+
+    def check_keypoints(self, num_keypoints: int) -> None:
+        """One clear error when a file's keypoint set does not fit the model."""
+        for split, coco in self._coco.items():
+            if coco.num_keypoints != num_keypoints:
+                raise ConfigError(
+                    f"{coco.path}: the {split} file has {coco.num_keypoints} keypoints "
+                    f"({', '.join(coco.keypoint_names[:4])}, ...) but the model predicts {num_keypoints} "
+                    "(model.num_keypoints); use a model for this skeleton, or `model.init_from` with "
+                    "`heads: reinit` to move a trained network to it"
+                )
+
+    def setup(self, stage: str) -> None:
+        needed = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}[stage]
+        if stage == "fit" and self.files["train"] is None:
+            raise ConfigError("`fit` needs data.train_file")
+        for split in needed:
+            f = self.files[split]
+            if f is None:
+                if split == "val":
+                    continue
+                raise ConfigError(f"`{stage}` needs data.{split}_file")
+            if split in self.datasets:
+                continue
+            if split == "predict" and Path(f).is_dir():
+                self.datasets[split] = ImageFolderDataset(f, self.input_hw)
+                continue
+            self.datasets[split] = InstanceDataset(
+                self._coco[split], self.input_hw,
+                augmentation=self.augmentation if split == "train" else None,
+                padding=self.padding, seed=self.seed,
+            )
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        dataset = self.datasets[split]
+        sampler = ShardedEpochSampler(len(dataset), shuffle=train, seed=self.seed, even_shards=train)
+        workers = self.num_workers
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            sampler=sampler,
+            num_workers=workers,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+            persistent_workers=workers > 0,
+            worker_init_fn=_worker_init if workers > 0 else None,
+            drop_last=train and len(sampler) >= self.batch_size,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return self._loader("val", train=False) if "val" in self.datasets else []
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict", train=False)

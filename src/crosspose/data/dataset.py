@@ -1,0 +1,181 @@
+"""Instance datasets over the common format, and the sampler that shards them across processes.
+
+One sample is one annotated instance (person or animal), cropped around its box: the top-down
+protocol MPII's evaluation uses (the ground-truth person position is known). Predictions are
+mapped back to original image pixels with the inverse of the crop matrix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import Dataset, Sampler
+
+from crosspose.data.coco import CocoKeypoints
+from crosspose.data.transforms import Augmentation, InstanceTransform, invert_affine, sample_seed
+from crosspose.errors import DataFormatError
+from crosspose.skeletons import flip_pairs_from_names
+
+__all__ = ["InstanceDataset", "ImageFolderDataset", "ShardedEpochSampler", "read_rgb", "IMAGE_SUFFIXES"]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def read_rgb(path: Path, source: Path | None = None, where: str | None = None) -> np.ndarray:
+    """Decode an image as RGB uint8, or raise a DataFormatError naming the listing file."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        problem = "image file not found" if not path.exists() else "image file cannot be decoded"
+        raise DataFormatError(source or path, f"{problem}: {path}", where)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+class InstanceDataset(Dataset):
+    """The instances of a COCO keypoints file, cropped and (for training) augmented.
+
+    Items are dicts of tensors: ``image`` (3, H, W) uint8, ``keypoints`` (K, 2) input pixels,
+    ``valid`` (K,) bool, ``to_original`` (2, 3) input->original pixels, ``index`` (instance number).
+    An item may be requested as ``(index, epoch)`` (what :class:`ShardedEpochSampler` yields) so
+    that its augmentation depends only on the run seed, the epoch and the index.
+
+    Args:
+        coco: the validated file.
+        input_hw: network input (H, W).
+        augmentation: None for evaluation.
+        padding: context around each instance box.
+        seed: run seed for the augmentation.
+        check_images: verify up front that every image exists (one clear error before training).
+    """
+
+    def __init__(
+        self,
+        coco: CocoKeypoints,
+        input_hw: tuple[int, int],
+        augmentation: Augmentation | None = None,
+        padding: float = 1.25,
+        seed: int = 0,
+        check_images: bool = True,
+    ) -> None:
+        self.coco = coco
+        self.instances = coco.instances()
+        if not self.instances:
+            raise DataFormatError(coco.path, "no annotated instances (every annotation is crowd or has no labelled joint)")
+        self.seed = seed
+        self.transform = InstanceTransform(
+            input_hw, augmentation, padding, flip_pairs_from_names(coco.keypoint_names), coco.num_keypoints
+        )
+        self._keypoints = np.stack([coco.keypoints(a) for a in self.instances]).astype(np.float64)
+        if check_images:
+            self._check_images()
+
+    def _check_images(self) -> None:
+        missing = [iid for iid in dict.fromkeys(a["image_id"] for a in self.instances)
+                   if not self.coco.image_path(iid).is_file()]
+        if missing:
+            first = self.coco.images[missing[0]]["file_name"]
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise DataFormatError(
+                self.coco.path,
+                f"image listed but missing: {self.coco.image_path(missing[0])}{more}; "
+                f"images are looked up under {self.coco.image_root}",
+                where=f"image {first} (id {missing[0]})",
+            )
+
+    def __len__(self) -> int:
+        return len(self.instances)
+
+    def annotation(self, index: int) -> dict[str, Any]:
+        return self.instances[index]
+
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        index, epoch = item if isinstance(item, tuple) else (item, 0)
+        ann = self.instances[index]
+        image = read_rgb(self.coco.image_path(ann["image_id"]), self.coco.path,
+                         where=f"image {self.coco.images[ann['image_id']]['file_name']}")
+        crop, xy, valid, matrix = self.transform(
+            image, self._keypoints[index], ann["bbox"], sample_seed(self.seed, epoch, index)
+        )
+        return {
+            "image": torch.from_numpy(crop).permute(2, 0, 1),
+            "keypoints": torch.from_numpy(xy),
+            "valid": torch.from_numpy(valid),
+            "to_original": torch.from_numpy(invert_affine(matrix).astype(np.float32)),
+            "index": torch.tensor(index, dtype=torch.long),
+        }
+
+
+class ImageFolderDataset(Dataset):
+    """Every image of a folder as one instance covering the whole image (prediction only)."""
+
+    def __init__(self, folder: str | Path, input_hw: tuple[int, int], padding: float = 1.0) -> None:
+        self.folder = Path(folder)
+        self.paths = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.paths:
+            raise DataFormatError(self.folder, f"no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+        self.transform = InstanceTransform(input_hw, None, padding, (), 0)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        index = item[0] if isinstance(item, tuple) else item
+        image = read_rgb(self.paths[index])
+        h, w = image.shape[:2]
+        crop, _, _, matrix = self.transform(image, np.zeros((0, 3)), (0, 0, w, h), 0)
+        return {
+            "image": torch.from_numpy(crop).permute(2, 0, 1),
+            "to_original": torch.from_numpy(invert_affine(matrix).astype(np.float32)),
+            "index": torch.tensor(index, dtype=torch.long),
+        }
+
+
+class ShardedEpochSampler(Sampler[tuple[int, int]]):
+    """Yields ``(index, epoch)``; shuffles by (seed, epoch) and shards across DDP ranks.
+
+    Training shards drop the remainder so every rank runs the same number of steps. Evaluation
+    shards do NOT pad (Lightning's DistributedSampler repeats samples to even them out, which
+    double-counts them in metrics); the module gathers the shards and scores each instance once.
+
+    Args:
+        size: number of samples.
+        shuffle: new permutation each epoch.
+        seed: run seed.
+        even_shards: drop the remainder so all ranks get equally many samples (training).
+    """
+
+    def __init__(self, size: int, shuffle: bool, seed: int = 0, even_shards: bool = False) -> None:
+        self.size, self.shuffle, self.seed, self.even_shards = size, shuffle, seed, even_shards
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    @staticmethod
+    def _rank_world() -> tuple[int, int]:
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+        return 0, 1
+
+    def _indices(self) -> Sequence[int]:
+        if self.shuffle:
+            return np.random.default_rng([self.seed & 0xFFFFFFFF, self.epoch]).permutation(self.size).tolist()
+        return range(self.size)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        rank, world = self._rank_world()
+        indices = list(self._indices())
+        if self.even_shards and world > 1:
+            indices = indices[: len(indices) - len(indices) % world]
+        for i in indices[rank::world]:
+            yield (i, self.epoch)
+
+    def __len__(self) -> int:
+        rank, world = self._rank_world()
+        n = self.size - (self.size % world if self.even_shards else 0)
+        return len(range(rank, n, world))

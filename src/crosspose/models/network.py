@@ -1,0 +1,70 @@
+"""The DeeperCut-style pose network: ResNet backbone + score-map and location-refinement heads."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+
+from crosspose.models.backbone import ResNetBackbone
+from crosspose.models.heads import DeconvHead
+
+__all__ = ["PoseNetwork", "NormMode"]
+
+NormMode = Literal["batch", "frozen"]
+
+
+class PoseNetwork(nn.Module):
+    """Heatmap network with DeeperCut's heads at output stride 8.
+
+    Outputs a dict: ``heatmap`` (B, J, H/8, W/8) logits, ``locref`` (B, 2J, H/8, W/8) with channel
+    2j = dx and 2j+1 = dy of joint j, and ``heatmap_stage3`` when intermediate supervision is on.
+
+    Args:
+        num_keypoints: J.
+        backbone: timm ResNet name.
+        pretrained: timm ImageNet weights.
+        norm: ``batch`` trains BatchNorm statistics; ``frozen`` keeps them in eval mode while gamma
+            and beta still learn (DeeperCut). Stages frozen with ``freeze`` are always fully frozen.
+        intermediate_supervision: add a score-map head on stage 3 (DeeperCut's optional extra loss).
+    """
+
+    def __init__(
+        self,
+        num_keypoints: int,
+        backbone: str = "resnet50",
+        pretrained: bool = False,
+        norm: NormMode = "batch",
+        intermediate_supervision: bool = False,
+    ) -> None:
+        super().__init__()
+        self.num_keypoints = num_keypoints
+        self.norm = norm
+        self.backbone = ResNetBackbone(backbone, pretrained=pretrained, output_stride=16)
+        c3, c4 = self.backbone.channels
+        self.heatmap_head = DeconvHead(c4, num_keypoints)
+        self.locref_head = DeconvHead(c4, 2 * num_keypoints)
+        self.stage3_head = DeconvHead(c3, num_keypoints) if intermediate_supervision else None
+
+    def heads(self) -> dict[str, DeconvHead]:
+        heads = {"heatmap_head": self.heatmap_head, "locref_head": self.locref_head}
+        if self.stage3_head is not None:
+            heads["stage3_head"] = self.stage3_head
+        return heads
+
+    def train(self, mode: bool = True) -> PoseNetwork:
+        super().train(mode)
+        if mode and self.norm == "frozen":
+            for m in self.backbone.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``images``: uint8 or 0-255 float RGB, (B, 3, H, W) with H and W multiples of 16."""
+        stage3, stage4 = self.backbone(self.backbone.normalize(images))
+        out = {"heatmap": self.heatmap_head(stage4), "locref": self.locref_head(stage4)}
+        if self.stage3_head is not None:
+            out["heatmap_stage3"] = self.stage3_head(stage3)
+        return out
