@@ -1,0 +1,564 @@
+"""Score keypoint predictions against ground truth: the ``crosspose score`` command and its API.
+
+Ground truth is a COCO keypoints file (:func:`crosspose.data.coco.load_coco_keypoints`);
+predictions are a COCO keypoint *results* file: a JSON list of ``{"image_id", "category_id",
+"keypoints": [x, y, confidence] * K, "score"}``, optionally with ``"annotation_id"`` naming the
+ground-truth person the prediction is for.
+
+Pairing. With ``annotation_id`` (on every prediction, or on none) each prediction is scored against
+that annotation. Without it, each image with a prediction must hold exactly one annotated instance
+and exactly one prediction. Every annotated instance (``CocoKeypoints.instances()``) must receive a
+prediction; anything else is a :class:`~crosspose.errors.DataFormatError` naming the entry.
+
+Documented treatment of imperfect predictions: a ``NaN`` or ``null`` x or y means the joint was not
+predicted (confidence 0, never correct, left out of the localisation error); a ``NaN`` or ``null``
+confidence counts as 0; infinite values, non-numbers and a wrong number of values are errors.
+
+Normaliser h(n) of PCKh, chosen once per file (every instance must support it):
+
+- ``head_box``: 0.6 x the head-box diagonal (MPII, the official toolkit); the default when every
+  instance has a ``head_box``;
+- ``scale``: 25 x ``scale``. MPII's convention puts the head at 1/8 of a 200 px person, so this is the
+  head size implied by the person scale (equal to ``head_box`` on the MPII validation persons);
+- ``bbox``: the longer side of the instance's bbox / 8, the same 1/8 convention with the bbox standing
+  in for the body length. The default for data without head boxes or scales (MacaquePose, COCO, the
+  synthetic monkeys); the longer side rather than the height so a horizontal quadruped is not
+  judged by its short side.
+
+Person scale s(n) for normalised localisation errors: ``scale`` when every instance has one (MPII:
+person height / 200), otherwise the bbox's longer side / 200, so a person is 200 px tall either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import math
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from os import PathLike
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from crosspose.data.coco import CocoKeypoints, load_coco_keypoints
+from crosspose.errors import ConfigError, DataFormatError
+from crosspose.evaluation import metrics as M
+from crosspose.skeletons import MACAQUE, MPII, SHARED_LIMB_JOINTS, SKELETONS, canonical_joint_name
+
+__all__ = [
+    "NORMALIZERS",
+    "evaluate",
+    "load_predictions",
+    "validate_predictions",
+    "pair_predictions",
+    "resolve_joints",
+    "read_keypoint_names",
+    "write_metrics",
+    "format_table",
+    "configure_parser",
+    "run",
+]
+
+METRICS_FORMAT = "crosspose-metrics/1"
+
+NORMALIZERS: dict[str, str] = {
+    "head_box": "0.6 x head-box diagonal (MPII head size)",
+    "scale": "25 x person scale (MPII convention: head = 1/8 of a 200 px person)",
+    "bbox": "longer bbox side / 8 (MPII's head = 1/8 of the body, bbox as body length)",
+}
+_PERSON_SCALES: dict[str, str] = {
+    "scale": "MPII scale (person height / 200 px)",
+    "bbox": "longer bbox side / 200 px",
+}
+_MPII_EXCLUDED = ("pelvis", "thorax")
+
+
+# ----------------------------------------------------------------------------------------- input
+def _number_or_nan(value: Any) -> float | None:
+    """float for a finite number, NaN for NaN/null, None for anything unacceptable."""
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    value = float(value)
+    return None if math.isinf(value) else value
+
+
+def validate_predictions(
+    predictions: Sequence[Mapping[str, Any]],
+    gt: CocoKeypoints,
+    num_keypoints: int | None = None,
+    source: str | PathLike[str] = "predictions",
+    check_category: bool = True,
+) -> list[dict[str, Any]]:
+    """Check a COCO results list and return it normalised.
+
+    Each returned record has ``keypoints`` as a ``(K, 3)`` float array (NaN x/y = not predicted,
+    confidence 0 there), ``score``, ``image_id``, ``category_id`` and ``annotation_id`` (or None).
+
+    Raises:
+        DataFormatError: naming the entry at fault.
+    """
+    k = gt.num_keypoints if num_keypoints is None else num_keypoints
+    if isinstance(predictions, Mapping) or not isinstance(predictions, Sequence):
+        raise DataFormatError(source, "a COCO keypoint results file must be a JSON list of predictions")
+    if len(predictions) == 0:
+        raise DataFormatError(source, "holds no predictions")
+    ann_ids = {a.get("id") for a in gt.annotations}
+    out = []
+    for i, pred in enumerate(predictions):
+        where = f"predictions[{i}]"
+        if not isinstance(pred, Mapping):
+            raise DataFormatError(source, "a prediction must be an object", where)
+        image_id = pred.get("image_id")
+        if image_id not in gt.images:
+            raise DataFormatError(source, f"image_id {image_id!r} is not in the ground truth {gt.path}", where)
+        cat = pred.get("category_id", gt.category_id)
+        if check_category and cat != gt.category_id:
+            raise DataFormatError(source, f"category_id {cat!r} is not the ground truth's keypoint category "
+                                          f"{gt.category_id} (another skeleton? pass --pred-keypoints)", where)
+        kps = pred.get("keypoints")
+        if isinstance(kps, np.ndarray):  # a record that went through here before
+            kps = kps.ravel().tolist()
+        if not isinstance(kps, list | tuple) or len(kps) != 3 * k:
+            got = len(kps) if isinstance(kps, list | tuple) else type(kps).__name__
+            raise DataFormatError(source, f"'keypoints' must hold 3 x {k} numbers (x, y, confidence), got "
+                                          f"{got}", where)
+        values = [_number_or_nan(v) for v in kps]
+        if any(v is None for v in values):
+            raise DataFormatError(source, "'keypoints' holds a value that is neither a finite number nor "
+                                          "NaN/null (NaN marks a joint that was not predicted)", where)
+        arr = np.asarray(values, np.float64).reshape(k, 3)
+        missing = np.isnan(arr[:, :2]).any(1)
+        arr[missing, :2] = np.nan
+        arr[np.isnan(arr[:, 2]) | missing, 2] = 0.0
+        score = _number_or_nan(pred.get("score", math.nan))
+        if score is None:
+            raise DataFormatError(source, "'score' must be a finite number", where)
+        ann_id = pred.get("annotation_id")
+        if ann_id is not None and ann_id not in ann_ids:
+            raise DataFormatError(source, f"annotation_id {ann_id!r} is not in the ground truth", where)
+        out.append({"image_id": image_id, "category_id": cat, "keypoints": arr,
+                    "score": float(np.mean(arr[:, 2])) if math.isnan(score) else score,
+                    "annotation_id": ann_id, "index": i})
+    return out
+
+
+def load_predictions(
+    path: str | PathLike[str], gt: CocoKeypoints, pred_keypoint_names: Sequence[str] | None = None
+) -> list[dict]:
+    """Read and validate a COCO keypoint results file (see :func:`validate_predictions`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(path, "file not found")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if not text.strip():
+        raise DataFormatError(path, "empty file (expected a JSON list of COCO keypoint results)")
+    try:
+        raw = json.loads(text)  # Python's json reads NaN, which marks a missing joint
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(path, f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    k = None if pred_keypoint_names is None else len(pred_keypoint_names)
+    return validate_predictions(raw, gt, k, source=path, check_category=pred_keypoint_names is None)
+
+
+def pair_predictions(gt: CocoKeypoints, preds: Sequence[Mapping[str, Any]],
+                     source: str | PathLike[str] = "predictions") -> list[tuple[dict, Mapping[str, Any]]]:
+    """``(annotation, prediction)`` for every annotated instance, in ground-truth order."""
+    instances = gt.instances()
+    with_id = [p.get("annotation_id") is not None for p in preds]
+    chosen: dict[Any, Mapping[str, Any]] = {}
+    if any(with_id):
+        if not all(with_id):
+            i = with_id.index(False)
+            raise DataFormatError(source, "some predictions carry 'annotation_id' and some do not; "
+                                          "give it on all or none", f"predictions[{i}]")
+        by_id = {a.get("id"): a for a in gt.annotations}
+        for p in preds:
+            where = f"predictions[{p.get('index', '?')}]"
+            ann = by_id[p["annotation_id"]]
+            if ann["image_id"] != p["image_id"]:
+                raise DataFormatError(source, f"annotation_id {p['annotation_id']!r} belongs to image "
+                                              f"{ann['image_id']!r}, not {p['image_id']!r}", where)
+            if p["annotation_id"] in chosen:
+                raise DataFormatError(source, f"a second prediction for annotation_id {p['annotation_id']!r}", where)
+            chosen[p["annotation_id"]] = p
+        pairs = [(a, chosen[a["id"]]) for a in instances if a.get("id") in chosen]
+    else:
+        per_image: dict[Any, list[dict]] = defaultdict(list)
+        for a in instances:
+            per_image[a["image_id"]].append(a)
+        seen: dict[Any, Mapping[str, Any]] = {}
+        for p in preds:
+            where = f"predictions[{p.get('index', '?')}]"
+            img = p["image_id"]
+            if img in seen:
+                raise DataFormatError(source, f"more than one prediction for image {img!r}; pair each with "
+                                              "its ground-truth person through 'annotation_id'", where)
+            n = len(per_image.get(img, []))
+            if n != 1:
+                what = "no annotated instance" if n == 0 else f"{n} annotated instances"
+                raise DataFormatError(source, f"image {img!r} holds {what}; without 'annotation_id' every "
+                                              "prediction needs an image with exactly one", where)
+            seen[img] = p
+        pairs = [(a, seen[a["image_id"]]) for a in instances if a["image_id"] in seen]
+    if len(pairs) < len(instances):
+        paired = {id(a) for a, _ in pairs}
+        lacking = [a for a in instances if id(a) not in paired]
+        first = lacking[0]
+        raise DataFormatError(source, f"{len(lacking)} annotated instance(s) of {gt.path} have no prediction "
+                                      f"(first: annotation id {first.get('id')!r}, image {first['image_id']!r})")
+    return pairs
+
+
+# ------------------------------------------------------------------------------------ joint sets
+def read_keypoint_names(spec: str) -> list[str]:
+    """Keypoint names from a skeleton name (``mpii``, ``macaque``) or a JSON file.
+
+    The file holds a list of names, a COCO category (``{"keypoints": [...]}``) or a COCO file.
+    """
+    if spec.lower() in SKELETONS:
+        return list(SKELETONS[spec.lower()].keypoints)
+    path = Path(spec)
+    if not path.is_file():
+        raise ConfigError(f"--pred-keypoints {spec!r}: neither a skeleton ({', '.join(SKELETONS)}) nor a file")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(path, f"not valid JSON ({exc.msg})") from None
+    if isinstance(raw, dict) and isinstance(raw.get("categories"), list):
+        raw = next((c for c in raw["categories"] if isinstance(c, dict) and c.get("keypoints")), {})
+    if isinstance(raw, dict):
+        raw = raw.get("keypoints")
+    if not isinstance(raw, list) or not raw or not all(isinstance(n, str) for n in raw):
+        raise DataFormatError(path, "expected a list of keypoint names, a COCO category or a COCO file")
+    return raw
+
+
+def _default_joints(gt_names: Sequence[str]) -> list[str]:
+    canon = [canonical_joint_name(n) for n in gt_names]
+    if canon == list(MPII.keypoints):
+        return [n for n, c in zip(gt_names, canon, strict=True) if c not in _MPII_EXCLUDED]
+    return list(gt_names)
+
+
+def resolve_joints(
+    gt_names: Sequence[str], joints: Sequence[str] | str | None = None, pred_names: Sequence[str] | None = None
+) -> tuple[list[str], list[int], list[int]]:
+    """The evaluated joint set: ``(names, ground-truth indices, prediction indices)``.
+
+    ``joints``: None or ``"default"`` (MPII: the 14 without pelvis and thorax, as the official
+    toolkit; other skeletons: all), ``"all"``, ``"shared"`` (the 12 limb joints MPII shares with
+    MacaquePose), a comma-separated string or a list of names. With ``pred_names`` (a prediction
+    skeleton other than the ground truth's) joints are matched by name; the default set shrinks to
+    the joints both share, a joint asked for explicitly that the predictions lack is an error.
+    """
+    canon_gt = {canonical_joint_name(n): i for i, n in enumerate(gt_names)}
+    explicit = True
+    if joints is None or (isinstance(joints, str) and joints.lower() == "default"):
+        wanted, explicit = _default_joints(gt_names), False
+    elif isinstance(joints, str) and joints.lower() == "all":
+        wanted = list(gt_names)
+    elif isinstance(joints, str) and joints.lower() == "shared":
+        wanted = list(SHARED_LIMB_JOINTS)
+    elif isinstance(joints, str):
+        wanted = [j.strip() for j in joints.split(",") if j.strip()]
+    else:
+        wanted = list(joints)
+    unknown = [j for j in wanted if canonical_joint_name(j) not in canon_gt]
+    if unknown:
+        raise ConfigError(f"joint(s) {', '.join(unknown)} not in the ground truth's keypoints "
+                          f"({', '.join(gt_names)})")
+    gt_idx = list(dict.fromkeys(canon_gt[canonical_joint_name(j)] for j in wanted))
+    if pred_names is None:
+        pred_idx = list(gt_idx)
+    else:
+        canon_pred = {canonical_joint_name(n): i for i, n in enumerate(pred_names)}
+        lacking = [gt_names[i] for i in gt_idx if canonical_joint_name(gt_names[i]) not in canon_pred]
+        if lacking and explicit:
+            raise ConfigError(f"the predictions have no joint(s) {', '.join(lacking)} "
+                              f"(prediction keypoints: {', '.join(pred_names)})")
+        gt_idx = [i for i in gt_idx if canonical_joint_name(gt_names[i]) in canon_pred]
+        pred_idx = [canon_pred[canonical_joint_name(gt_names[i])] for i in gt_idx]
+    if not gt_idx:
+        raise ConfigError("the evaluated joint set is empty (no joint shared by ground truth and predictions)")
+    return [gt_names[i] for i in gt_idx], gt_idx, pred_idx
+
+
+# ------------------------------------------------------------------------ normaliser and scale
+def _bbox_side(ann: Mapping[str, Any]) -> float:
+    return float(max(ann["bbox"][2], ann["bbox"][3]))
+
+
+def _normalizer(anns: Sequence[Mapping[str, Any]], name: str | None) -> tuple[str, np.ndarray]:
+    if name is None:
+        if anns and all(a.get("head_box") is not None for a in anns):
+            name = "head_box"
+        elif anns and all(a.get("scale") is not None for a in anns):
+            name = "scale"
+        else:
+            name = "bbox"
+    if name not in NORMALIZERS:
+        raise ConfigError(f"unknown normaliser {name!r}; choose one of {', '.join(NORMALIZERS)}")
+    values = []
+    for a in anns:
+        if name == "head_box":
+            if a.get("head_box") is None:
+                raise ConfigError(f"normaliser head_box: annotation id {a.get('id')!r} has no head_box")
+            x1, y1, x2, y2 = (float(v) for v in a["head_box"])
+            values.append(0.6 * math.hypot(x2 - x1, y2 - y1))
+        elif name == "scale":
+            if a.get("scale") is None:
+                raise ConfigError(f"normaliser scale: annotation id {a.get('id')!r} has no scale")
+            values.append(25.0 * float(a["scale"]))
+        else:
+            values.append(_bbox_side(a) / 8.0)
+    h = np.asarray(values, np.float64)
+    bad = np.flatnonzero(~(h > 0))
+    if len(bad):
+        a = anns[int(bad[0])]
+        raise ConfigError(f"normaliser {name} is {h[bad[0]]} for annotation id {a.get('id')!r} "
+                          f"(image {a['image_id']!r}); it must be positive -- choose another normaliser")
+    return name, h
+
+
+def _person_scale(anns: Sequence[Mapping[str, Any]]) -> tuple[str, np.ndarray]:
+    if anns and all(isinstance(a.get("scale"), int | float) and a["scale"] > 0 for a in anns):
+        return "scale", np.asarray([float(a["scale"]) for a in anns])
+    s = np.asarray([_bbox_side(a) / 200.0 for a in anns], np.float64)
+    # a zero-size bbox cannot scale anything: those errors stay in pixels (NaN would hide them)
+    return "bbox", np.where(s > 0, s, 1.0)
+
+
+# ------------------------------------------------------------------------------------ evaluation
+def _sigmas(gt: CocoKeypoints) -> np.ndarray | None:
+    if isinstance(gt.category.get("sigmas"), list) and len(gt.category["sigmas"]) == gt.num_keypoints:
+        return np.asarray(gt.category["sigmas"], np.float64)
+    if [canonical_joint_name(n) for n in gt.keypoint_names] == list(MACAQUE.keypoints):
+        return np.asarray(MACAQUE.sigmas, np.float64)  # COCO's 17, as MacaquePose and mmpose use
+    return None
+
+
+def _oks(gt: CocoKeypoints, preds: Sequence[Mapping[str, Any]], pred_idx_full: dict[int, int] | None) -> dict:
+    """COCO OKS AP/AR through pycocotools, over all ground-truth keypoints."""
+    sigmas = _sigmas(gt)
+    if sigmas is None:
+        return {"note": "not computed: no OKS sigmas for this skeleton (category has no 'sigmas')"}
+    if pred_idx_full is not None and len(pred_idx_full) < gt.num_keypoints:
+        return {"note": "not computed: the predictions do not cover every ground-truth keypoint"}
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    anns = []
+    for i, a in enumerate(gt.annotations):
+        kp = gt.keypoints(a)
+        w, h = a["bbox"][2], a["bbox"][3]
+        anns.append({"id": a.get("id", i + 1), "image_id": a["image_id"], "category_id": gt.category_id,
+                     "keypoints": kp.ravel().tolist(), "bbox": list(a["bbox"]), "iscrowd": int(a.get("iscrowd", 0)),
+                     "area": float(a.get("area", w * h)), "num_keypoints": int((kp[:, 2] > 0).sum())})
+    results = []
+    for p in preds:
+        kp = p["keypoints"] if pred_idx_full is None else p["keypoints"][[pred_idx_full[k] for k in
+                                                                          range(gt.num_keypoints)]]
+        kp = np.where(np.isnan(kp), 0.0, kp)
+        results.append({"image_id": p["image_id"], "category_id": gt.category_id,
+                        "keypoints": kp.ravel().tolist(), "score": float(p["score"])})
+    coco = COCO()
+    coco.dataset = {"images": [{"id": i} for i in gt.images], "annotations": anns,
+                    "categories": [{"id": gt.category_id, "name": gt.category.get("name", "object"),
+                                    "keypoints": list(gt.keypoint_names)}]}
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+        coco.createIndex()
+        dets = coco.loadRes(results)
+        ev = COCOeval(coco, dets, "keypoints")
+        ev.params.kpt_oks_sigmas = sigmas
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    names = ("ap", "ap_50", "ap_75", "ap_medium", "ap_large", "ar", "ar_50", "ar_75", "ar_medium", "ar_large")
+    return {**{n: float(v) for n, v in zip(names, ev.stats, strict=True)}, "sigmas": sigmas.tolist(),
+            "note": "pycocotools COCOeval over all ground-truth keypoints"}
+
+
+def _jsonable(obj: Any) -> Any:
+    """NaN -> None and numpy scalars -> Python, so the dict is strict JSON."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def evaluate(
+    gt: CocoKeypoints,
+    predictions: Sequence[Mapping[str, Any]],
+    joints: Sequence[str] | str | None = None,
+    pred_keypoint_names: Sequence[str] | None = None,
+    normalizer: str | None = None,
+    absent: Literal["negative", "exclude"] = "negative",
+    oks: bool | None = None,
+    source: str | PathLike[str] = "predictions",
+) -> dict:
+    """Score predictions against ``gt``: the content of metrics.json (strict JSON, NaN as null).
+
+    Args:
+        gt: the ground truth.
+        predictions: COCO keypoint results (raw dicts, or records from :func:`load_predictions`).
+        joints: the evaluated joint set (see :func:`resolve_joints`).
+        pred_keypoint_names: the predictions' skeleton when it is not the ground truth's.
+        normalizer: ``head_box``, ``scale`` or ``bbox``; None picks the first every instance supports.
+        absent: joints absent from the ground truth are detection negatives, or excluded.
+        oks: compute COCO OKS AP/AR; None means only when the normaliser is not ``head_box``.
+        source: names the predictions in error messages.
+    """
+    if absent not in ("negative", "exclude"):
+        raise ConfigError(f"absent must be 'negative' or 'exclude', got {absent!r}")
+    k_pred = gt.num_keypoints if pred_keypoint_names is None else len(pred_keypoint_names)
+    preds = validate_predictions(predictions, gt, k_pred, source, check_category=pred_keypoint_names is None)
+    names, gt_idx, pred_idx = resolve_joints(gt.keypoint_names, joints, pred_keypoint_names)
+    pairs = pair_predictions(gt, preds, source)
+    anns = [a for a, _ in pairs]
+    norm_name, h = _normalizer(anns, normalizer)
+    scale_name, s = _person_scale(anns)
+
+    gt_kp = np.stack([gt.keypoints(a)[gt_idx] for a in anns]) if anns else np.zeros((0, len(gt_idx), 3))
+    pr_kp = np.stack([p["keypoints"][pred_idx] for _, p in pairs]) if pairs else np.zeros((0, len(gt_idx), 3))
+    present = gt_kp[..., 2] > 0
+    dx = pr_kp[..., 0] - gt_kp[..., 0]
+    dy = pr_kp[..., 1] - gt_kp[..., 1]
+    dist = np.hypot(dx, dy)  # NaN where not predicted
+    conf = pr_kp[..., 2]
+    predicted = ~np.isnan(dist)
+
+    pckh = M.pckh_summary(dist, present, h, names)
+    correct = M.correct_mask(dist, present, h)
+    y, score = M.detection_samples(correct, present, conf, absent)
+    detection = M.detection_summary(y, score)
+    t_star = detection["threshold"]
+    accepted = conf >= t_star if t_star is not None else np.zeros_like(present)
+    loc = M.localization(dx, dy, present & predicted & accepted, s)
+    loc["threshold"] = t_star
+
+    if oks is None:
+        oks = norm_name != "head_box"
+    oks_result = None
+    if oks:
+        full = None if pred_keypoint_names is None else resolve_joints(
+            gt.keypoint_names, "all", pred_keypoint_names)
+        full_map = None if full is None else dict(zip(full[1], full[2], strict=True))
+        oks_result = _oks(gt, preds, full_map)
+
+    result = {
+        "format": METRICS_FORMAT,
+        "joints": names,
+        "pred_keypoints": None if pred_keypoint_names is None else list(pred_keypoint_names),
+        "normalizer": {"name": norm_name, "description": NORMALIZERS[norm_name]},
+        "person_scale": {"name": scale_name, "description": _PERSON_SCALES[scale_name]},
+        "absent": absent,
+        "pckh": pckh,
+        "detection": detection,
+        "localization": loc,
+        "counts": {
+            "instances": len(anns), "joints": len(names), "present": int(present.sum()),
+            "correct": int(correct.sum()), "accepted": int(detection["accepted"]),
+            "predicted": int(predicted.sum()), "samples": int(len(y)),
+        },
+        "oks": oks_result,
+        "sources": {"gt": str(gt.path), "pred": str(source)},
+    }
+    return _jsonable(result)
+
+
+# ---------------------------------------------------------------------------------- output
+def write_metrics(metrics: Mapping[str, Any], path: str | PathLike[str]) -> Path:
+    """Write metrics.json (strict JSON, indented); creates the parent folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(_jsonable(dict(metrics)), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def _f(value: Any, digits: int = 2) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def format_table(metrics: Mapping[str, Any]) -> str:
+    """The human-readable summary ``crosspose score`` prints."""
+    p, d, loc, c = metrics["pckh"], metrics["detection"], metrics["localization"], metrics["counts"]
+    lines = [
+        f"joints ({len(metrics['joints'])}): {', '.join(metrics['joints'])}",
+        f"normaliser: {metrics['normalizer']['name']} = {metrics['normalizer']['description']}; "
+        f"person scale: {metrics['person_scale']['description']}; absent joints: {metrics['absent']}",
+        "",
+    ]
+    groups = list(p["groups"].items()) + [("Mean", p["mean"]), ("@0.1", p["at_0_1"]), ("AUC", p["auc"])]
+    width = max(7, *(len(g) + 1 for g, _ in groups))
+    lines.append(f"PCKh@{p['alpha']:<4}" + "".join(f"{g:>{width}}" for g, _ in groups))
+    lines.append(" " * 9 + "".join(f"{_f(v):>{width}}" for _, v in groups))
+    lines.append("")
+    auc = _f(d["roc_auc"], 3) if d["roc_auc"] is not None else f"n/a ({d['roc_auc_note']})"
+    lines.append(f"ROC-AUC {auc}")
+    lines.append(f"{'threshold':<14}{'precision':>10}{'recall':>10}{'F1':>10}{'accepted':>10}")
+    rows = [(f"t* = {_f(d['threshold'], 3)}", d)]
+    rows += [(f"{v['threshold']}", v) for k, v in d.items() if k.startswith("at_")]
+    for label, r in rows:
+        lines.append(f"{label:<14}{_f(r['precision'], 3):>10}{_f(r['recall'], 3):>10}{_f(r['f1'], 3):>10}"
+                     f"{r['accepted']:>10}")
+    lines.append("")
+    lines.append(f"localisation at t* over {loc['n']} accepted joints:  "
+                 f"px: RMSE {_f(loc['rmse'])} (x {_f(loc['rmse_x'])}, y {_f(loc['rmse_y'])}), "
+                 f"mean error {_f(loc['mean_error'])};  normalised: RMSE {_f(loc['rmse_normalized'])} "
+                 f"(x {_f(loc['rmse_x_normalized'])}, y {_f(loc['rmse_y_normalized'])}), "
+                 f"mean error {_f(loc['mean_error_normalized'])}")
+    lines.append(f"counts: {c['instances']} instances, {c['present']} present joints, {c['correct']} correct, "
+                 f"{c['accepted']} accepted at t*, {c['predicted']} predicted of {c['instances'] * c['joints']}")
+    oks = metrics.get("oks")
+    if oks:
+        if "ap" in oks:
+            lines.append(f"OKS: AP {_f(oks['ap'], 3)}  AP50 {_f(oks['ap_50'], 3)}  AP75 {_f(oks['ap_75'], 3)}  "
+                         f"AR {_f(oks['ar'], 3)}")
+        else:
+            lines.append(f"OKS: {oks['note']}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------- command
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of ``crosspose score``."""
+    parser.add_argument("--gt", required=True, help="ground truth, COCO keypoints JSON")
+    parser.add_argument("--pred", required=True, help="predictions, COCO keypoint results JSON")
+    parser.add_argument("--joints", default=None,
+                        help="evaluated joints: default (MPII: 14 without pelvis/thorax), all, shared, "
+                             "or comma-separated names")
+    parser.add_argument("--pred-keypoints", default=None, metavar="mpii|macaque|FILE.json",
+                        help="the predictions' skeleton when it is not the ground truth's (joints matched by name)")
+    parser.add_argument("--normalizer", choices=sorted(NORMALIZERS), default=None,
+                        help="PCKh normaliser (default: head_box if every instance has one, else scale, else bbox)")
+    parser.add_argument("--exclude-absent", action="store_true",
+                        help="leave joints absent from the ground truth out of the detection view")
+    parser.add_argument("--oks", action=argparse.BooleanOptionalAction, default=None,
+                        help="COCO OKS AP/AR (default: when the normaliser is not head_box)")
+    parser.add_argument("--out", default=None, help="write metrics.json here")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Score, print the table, optionally write metrics.json."""
+    gt = load_coco_keypoints(args.gt)
+    names = read_keypoint_names(args.pred_keypoints) if args.pred_keypoints else None
+    preds = load_predictions(args.pred, gt, names)
+    metrics = evaluate(gt, preds, joints=args.joints, pred_keypoint_names=names, normalizer=args.normalizer,
+                       absent="exclude" if args.exclude_absent else "negative", oks=args.oks, source=args.pred)
+    print(format_table(metrics))
+    if args.out:
+        print(f"wrote {write_metrics(metrics, args.out)}")
+    return 0
