@@ -156,6 +156,7 @@ def parse_release_csv(path: str | PathLike[str]) -> list[MacaqueRow]:
         raise DataFormatError(path, "file not found")
     rows: list[MacaqueRow] = []
     first_row: dict[str, int] = {}
+    number, last_line = 0, 0  # the last complete data row, for errors csv raises mid-row
     try:
         with _wide_csv_fields(), path.open("r", encoding="utf-8-sig", newline="") as fh:
             reader = csv.reader(fh, strict=True)
@@ -172,9 +173,12 @@ def parse_release_csv(path: str | PathLike[str]) -> list[MacaqueRow]:
                 raise DataFormatError(path, f"header {header!r} is not the MacaquePose header "
                                             f"'{','.join(CSV_HEADER)}'", "line 1") from None
             width = max(i_name, i_kp, i_seg) + 1
-            for number, cells in enumerate(reader, 1):
+            last_line = reader.line_num
+            for cells in reader:
                 if not cells or (len(cells) == 1 and not cells[0].strip()):
+                    last_line = reader.line_num
                     continue  # blank line
+                number += 1
                 image = cells[0].strip() if cells else ""
                 where = f"row {number} (line {reader.line_num}, image {image!r})"
 
@@ -204,11 +208,12 @@ def parse_release_csv(path: str | PathLike[str]) -> list[MacaqueRow]:
                 if image in first_row:
                     raise fail(f"image listed twice (first in row {first_row[image]})")
                 first_row[image] = number
+                last_line = reader.line_num
                 rows.append(MacaqueRow(number, image, [MacaqueInstance(k, s) for k, s in zip(kps, segs,
                                                                                          strict=True)]))
     except csv.Error as exc:
         raise DataFormatError(path, f"broken CSV ({exc}); a quoted JSON cell is probably truncated",
-                              f"line {reader.line_num}") from None
+                              f"row {number + 1} (from line {last_line + 1})") from None
     except UnicodeDecodeError:
         raise DataFormatError(path, "not a UTF-8 text file") from None
     return rows
