@@ -31,6 +31,7 @@ SPECIES = ("human", "macaque")
 _SHIFT = 4  # cv2 fixed-point bits: sub-pixel placement of shapes
 _ONE = 1 << _SHIFT
 _OCCLUDER = 255  # owner code of foreground occluders
+_SELF_MARGIN = 0.05  # figure units (about a limb's radius): how far in front a part must be to hide a joint
 # texture codes
 _PLAIN, _FUR, _STRIPES, _CHECKS, _SKIN = 0, 1, 2, 3, 4
 
@@ -96,7 +97,8 @@ def _view(species: str, pose: str, rng: np.random.Generator) -> tuple[np.ndarray
         pitch = rng.uniform(-15, 15)
         roll = rng.normal(0, 8) if rng.random() > 0.07 else rng.uniform(-90, 90)
     else:
-        yaw = rng.uniform(-180, 180)
+        # photographs favour monkeys turned towards the camera
+        yaw = rng.normal(0, 50) if rng.random() < 0.65 else rng.uniform(-180, 180)
         pitch = rng.uniform(-20, 30)
         roll = rng.normal(0, 15) if rng.random() > 0.1 else rng.uniform(-90, 90)
     rot = rotation(np.array([1.0, 0, 0]), np.radians(pitch)) @ rotation(np.array([0, 1.0, 0]), np.radians(yaw))
@@ -298,6 +300,7 @@ def render_sample(species: str, seed: int, index: int, size: int = 256) -> Sampl
     lut_c2 = np.zeros((256, 3), np.float32)
     lut_tex = np.zeros(256, np.int64)
     lut_shade = np.ones(256, np.float32)
+    lut_depth = np.zeros(256, np.float64)
     owner = np.zeros(256, np.int64)
     part_ids: list[list[tuple[Part, int]]] = []
     next_id = 1
@@ -313,6 +316,7 @@ def render_sample(species: str, seed: int, index: int, size: int = 256) -> Sampl
             lut_c1[next_id], lut_c2[next_id], lut_tex[next_id] = c1, c2, tex
             lut_shade[next_id] = float(np.clip(1.0 + 0.9 * z + rng.normal(0, 0.04), 0.6, 1.3))
             owner[next_id] = f + 1
+            lut_depth[next_id] = z - part.layer
             drawn.append((part, next_id))
             next_id += 1
         part_ids.append(drawn)
@@ -322,7 +326,7 @@ def render_sample(species: str, seed: int, index: int, size: int = 256) -> Sampl
 
     image = _shade(rng, ids, bg, lut_c1, lut_c2, lut_tex, lut_shade, size)
     owners = owner[ids]
-    figures = [_label(species, pl, drawn, ids, owners == f + 1, size) for f, (pl, drawn)
+    figures = [_label(species, pl, drawn, ids, owners == f + 1, lut_depth, size) for f, (pl, drawn)
                in enumerate(zip(placed, part_ids, strict=True))]
     return Sample(species, image, figures)
 
@@ -388,7 +392,7 @@ def _shade(rng: np.random.Generator, ids: np.ndarray, bg: np.ndarray, lut_c1: np
     out = colour * gain[..., None] + bg.astype(np.float32) * background[..., None]
     # lighting: a gradient across the image, a colour cast, contrast; then blur and sensor noise
     light = 1.0 + rng.uniform(-0.4, 0.4) * (xx / size - 0.5) + rng.uniform(-0.4, 0.4) * (yy / size - 0.5)
-    cast = rng.uniform(0.8, 1.2, 3).astype(np.float32) * np.float32(rng.uniform(0.6, 1.3))
+    cast = rng.uniform(0.88, 1.12, 3).astype(np.float32) * np.float32(rng.uniform(0.6, 1.3))
     out *= light[..., None]
     out *= cast
     out = cv2.GaussianBlur(out, (0, 0), float(rng.uniform(0.3, 1.1)))
@@ -397,8 +401,13 @@ def _shade(rng: np.random.Generator, ids: np.ndarray, bg: np.ndarray, lut_c1: np
 
 
 def _label(species: str, pl: _Placed, drawn: list[tuple[Part, int]], ids: np.ndarray, mask: np.ndarray,
-           size: int) -> RenderedFigure:
-    """Keypoints, labels and visibility of one figure, read off the id map (see the module rules)."""
+           lut_depth: np.ndarray, size: int) -> RenderedFigure:
+    """Keypoints, labels and visibility of one figure, read off the id map (see the module rules).
+
+    A joint is hidden by its own figure only when the covering part lies clearly in front of it
+    (by more than :data:`_SELF_MARGIN`): parts that merely overlap at a junction, like the tops of
+    the thighs over the pelvis, do not hide it.
+    """
     fig = pl.fig
     kps = np.round(np.array([pl.xy[n] for n in fig.keypoints], dtype=np.float64), 2)
     k = len(fig.keypoints)
@@ -413,7 +422,8 @@ def _label(species: str, pl: _Placed, drawn: list[tuple[Part, int]], ids: np.nda
     for j in np.flatnonzero(inside):
         x, y = int(round(kps[j, 0])), int(round(kps[j, 1]))
         v = int(ids[min(y, size - 1), min(x, size - 1)])
-        visible[j] = v == 0 or v in own_ids[j]
+        in_front = lut_depth[v] > pl.depth[fig.keypoints[j]] + _SELF_MARGIN
+        visible[j] = v == 0 or v in own_ids[j] or (v in fig_ids and not in_front)
         by_other[j] = v != 0 and v not in fig_ids
     if species == "human":
         labelled = inside
