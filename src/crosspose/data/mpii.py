@@ -292,7 +292,7 @@ def _person(rect: Any) -> MpiiPerson:
                       scale=math.nan if scale is None else scale, objpos=objpos)
 
 
-_MALFORMED = (_Bad, TypeError, ValueError, IndexError, KeyError, AttributeError, OverflowError)
+_MALFORMED = (_Bad, TypeError, ValueError, IndexError, KeyError, AttributeError, OverflowError, RecursionError)
 
 
 def parse_release(release: Any, source: str | PathLike[str]) -> list[MpiiImage]:
