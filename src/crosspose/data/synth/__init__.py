@@ -44,6 +44,7 @@ __all__ = [
     "RenderedFigure",
     "MPII_FILE",
     "MACAQUE_FILE",
+    "JPEG_QUALITY",
 ]
 
 MPII_FILE = "mpii_human_pose_v1_u12_1.mat"
@@ -51,6 +52,7 @@ MPII_FILE = "mpii_human_pose_v1_u12_1.mat"
 MACAQUE_FILE = "annotations.csv"
 """Name of the macaque release file."""
 JPEG_QUALITY = 92
+"""Quality of the written JPEGs (the releases ship JPEGs too)."""
 
 
 def image_name(species: str, index: int) -> str:
@@ -176,4 +178,14 @@ def generate(
         return write_release_csv(out / MACAQUE_FILE, records, name_style="space")
     from crosspose.data.mpii import write_release_mat
 
-    return write_release_mat(out / MPII_FILE, records)
+    return _timeless_mat_header(write_release_mat(out / MPII_FILE, records))
+
+
+def _timeless_mat_header(path: Path) -> Path:
+    """Replace the creation time in a MAT 5 file's 116-byte text header, so a seed gives the same bytes."""
+    text = b"MATLAB 5.0 MAT-file, Platform: posix, Created by: crosspose synth"
+    with path.open("r+b") as fh:
+        if fh.read(len(b"MATLAB 5.0 MAT-file")) == b"MATLAB 5.0 MAT-file":
+            fh.seek(0)
+            fh.write(text.ljust(116, b" "))
+    return path

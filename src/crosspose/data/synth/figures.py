@@ -210,6 +210,9 @@ def human_figure(rng: np.random.Generator, pose: str | None = None) -> Figure:
     pts["head_high"] = pts["upper_neck"] + 0.075 * head_up
     pts["head_top"] = pts["head_high"] + head_r * head_up
     pts["hair"] = pts["head_high"] - 0.02 * face + 0.004 * head_up
+    head_left = np.cross(head_up, face)
+    for side, name in ((1, "left"), (-1, "right")):  # eyes show which way the face is turned
+        pts[f"{name}_eye"] = pts["head_high"] + 0.052 * face - 0.005 * head_up + side * 0.022 * head_left
     for side, name in ((1, "left"), (-1, "right")):
         pts[f"{name}_hip"] = pts["pelvis"] + side * 0.06 * X
         pts[f"{name}_hip_out"] = pts["pelvis"] + side * 0.095 * build * X + 0.02 * spine
@@ -227,6 +230,8 @@ def human_figure(rng: np.random.Generator, pose: str | None = None) -> Figure:
         Part("thorax", "upper_neck", 0.03, 0.028, "skin", (k["thorax"], k["upper_neck"]), layer=-0.03),
         Part("hair", "hair", head_r * 1.04, head_r * 1.04, "hair", (k["head_top"], k["upper_neck"])),
         Part("head_low", "head_high", head_r * 0.92, head_r, "skin", (k["head_top"], k["upper_neck"])),
+        Part("left_eye", "left_eye", 0.008, 0.008, "eye", layer=0.01),
+        Part("right_eye", "right_eye", 0.008, 0.008, "eye", layer=0.01),
     ]
     for (side, name), leg, arm in zip(((1, "left"), (-1, "right")), ang["legs"], ang["arms"], strict=True):  # type: ignore[arg-type]
         flex, abd, knee = leg

@@ -190,7 +190,7 @@ def _materials(species: str, rng: np.random.Generator) -> dict[str, tuple[np.nda
         pant = pants[rng.integers(len(pants))]
         shirt_tex = int(rng.choice([_PLAIN, _STRIPES, _CHECKS], p=[0.55, 0.3, 0.15]))
         return {"skin": (skin, skin, _SKIN), "hair": (hair, hair, _FUR), "shirt": (shirt, shirt2, shirt_tex),
-                "trousers": (pant, pant * 0.8, _PLAIN), "shoe": (_hsv(u(0, 40), u(0, 0.5), u(0.05, 0.4)),) * 2
+                "trousers": (pant, pant * 0.8, _PLAIN), "eye": (_hsv(0, 0, u(0.05, 0.2)),) * 2 + (_PLAIN,), "shoe": (_hsv(u(0, 40), u(0, 0.5), u(0.05, 0.4)),) * 2
                 + (_PLAIN,)}
     fur = _hsv(u(15, 45), u(0.2, 0.65), u(0.3, 0.8))
     face = _hsv(u(-10, 20) % 360, u(0.25, 0.55), u(0.55, 0.9))
