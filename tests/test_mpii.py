@@ -380,3 +380,9 @@ def test_bad_point_id_names_the_entry(tmp_path):
     scipy.io.savemat(tmp_path / "bad.mat", {"RELEASE": data["RELEASE"]})
     with pytest.raises(DataFormatError, match=r"annolist\(5\)\.annorect\(3\) \(image e\.jpg\): point id 16"):
         load_release_mat(tmp_path / "bad.mat")
+
+
+@pytest.mark.parametrize("value", ["text", np.zeros(3), None, np.zeros((1, 2), dtype=[("annolist", object)])])
+def test_release_that_is_not_one_struct(value):
+    with pytest.raises(DataFormatError, match=r"f\.mat: RELEASE: RELEASE (is not a struct|must be a 1x1 struct)"):
+        parse_release(value, "f.mat")

@@ -305,7 +305,10 @@ def parse_release(release: Any, source: str | PathLike[str]) -> list[MpiiImage]:
     Raises:
         DataFormatError: naming the file, the ``annolist(i).annorect(r)`` entry and the problem.
     """
-    recs = _records(release) if not isinstance(release, list) else release
+    try:
+        recs = _records(release)
+    except _MALFORMED as exc:
+        raise DataFormatError(source, f"RELEASE is not a struct ({exc})", "RELEASE") from None
     if len(recs) != 1:
         raise DataFormatError(source, f"RELEASE must be a 1x1 struct, got {len(recs)} elements", "RELEASE")
     rel = recs[0]
