@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from lightning.pytorch import Callback
 
 from crosspose.data.coco import save_coco_keypoints
 
@@ -44,3 +45,15 @@ def write_tiny_coco(folder: Path, count: int = 12, size: int = 96, seed: int = 0
 @pytest.fixture
 def tiny_coco(tmp_path: Path) -> Path:
     return write_tiny_coco(tmp_path / "tiny")
+
+
+
+class CrashAfterEpoch(Callback):
+    """Simulates a crash at the end of an epoch (for resume tests)."""
+
+    def __init__(self, epoch: int = 0) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError(f"simulated crash after epoch {self.epoch}")

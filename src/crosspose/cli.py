@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -53,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"crosspose {__version__}")
         return 0
     command, rest = args[0], args[1:]
+    # jsonargparse's notes about its own API changes are not for our users
+    os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
     try:
         if command in LIGHTNING_COMMANDS:
             from crosspose.training_cli import run_lightning_cli

@@ -194,11 +194,15 @@ class PoseEstimationModule(L.LightningModule):
             seen.setdefault(int(row[0, 0].item()), row[1:])
         return [prediction_record(dataset, i, kp) for i, kp in sorted(seen.items())]
 
-    def _score(self, split: str) -> dict[str, Any]:
+    def _score(self, split: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         from crosspose.evaluation.score import evaluate
 
         predictions = self._collect_predictions(split)
-        return predictions, evaluate(self.trainer.datamodule.coco(split), predictions)
+        gt = self.trainer.datamodule.coco(split)
+        if len(predictions) < len(self.trainer.datamodule.datasets[split]):
+            # limit_*_batches / fast_dev_run: score the instances that were predicted, no others
+            gt = gt.subset(p["annotation_id"] for p in predictions)
+        return predictions, evaluate(gt, predictions)
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:

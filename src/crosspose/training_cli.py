@@ -8,6 +8,7 @@ Because the checkpoint folder does not change between runs, ``--ckpt_path last``
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,19 @@ def trainer_defaults() -> dict[str, Any]:
     }
 
 
+def run_checkpoints(dirpath: Path) -> list[ModelCheckpoint]:
+    """``best.ckpt`` (highest validation PCKh) and ``last.ckpt`` (every validation, and on a crash).
+
+    Two callbacks because Lightning 2.6 refreshes ``save_last`` only when the best improves, and a
+    resumable run needs the latest state every time.
+    """
+    best = ModelCheckpoint(dirpath=dirpath, filename="best", monitor="val/pckh", mode="max", save_top_k=1,
+                           auto_insert_metric_name=False, enable_version_counter=False)
+    last = ModelCheckpoint(dirpath=dirpath, filename="last", monitor=None, save_top_k=1,
+                           enable_version_counter=False, save_on_exception=True)
+    return [best, last]
+
+
 class CrossposeCLI(LightningCLI):
     """LightningCLI with crosspose's run-folder layout and checkpoints."""
 
@@ -58,10 +72,7 @@ class CrossposeCLI(LightningCLI):
         root = Path(config.get("default_root_dir") or "runs/default")
         given = list(config.get("callbacks") or []) + list(callbacks)
         if not any(isinstance(c, ModelCheckpoint) for c in given):
-            callbacks.append(ModelCheckpoint(
-                dirpath=root / "checkpoints", filename="best", monitor="val/pckh", mode="max",
-                save_last=True, auto_insert_metric_name=False,
-            ))
+            callbacks.extend(run_checkpoints(root / "checkpoints"))
         if config.get("logger") in (None, True):
             config["logger"] = CSVLogger(save_dir=str(root), name="logs")
         if config.get("logger") and not any(isinstance(c, LearningRateMonitor) for c in given):
@@ -71,4 +82,10 @@ class CrossposeCLI(LightningCLI):
 
 def run_lightning_cli(args: Sequence[str]) -> CrossposeCLI:
     """Run a LightningCLI subcommand (``fit``, ``validate``, ``test``, ``predict``)."""
-    return CrossposeCLI(args=args)
+    # LightningCLI reads sys.argv when given no args and warns when given both: hand it ours alone
+    saved = sys.argv
+    sys.argv = [saved[0] if saved else "crosspose", *args]
+    try:
+        return CrossposeCLI(args=None)
+    finally:
+        sys.argv = saved

@@ -73,6 +73,15 @@ class CocoKeypoints:
     def image_path(self, image_id: int) -> Path:
         return self.image_root / self.images[image_id]["file_name"]
 
+    def subset(self, annotation_ids: Iterable[Any]) -> CocoKeypoints:
+        """The same file restricted to some annotations (and the images they are on)."""
+        keep = set(annotation_ids)
+        anns = [a for a in self.annotations if a.get("id") in keep]
+        image_ids = {a["image_id"] for a in anns}
+        images = {i: r for i, r in self.images.items() if i in image_ids}
+        return CocoKeypoints(path=self.path, image_root=self.image_root, images=images, annotations=anns,
+                             category=self.category, raw=self.raw)
+
     def instances(self) -> list[dict[str, Any]]:
         """Annotations usable for training and evaluation: not crowd, at least one labelled joint."""
         return [

@@ -86,7 +86,8 @@ def crop_matrix(
     # input = T(out centre) . Flip . R(theta) . S(s) . T(-(centre + shift))
     lin = np.array([[fx * cos, fx * -sin], [sin, cos]], dtype=np.float64)
     centre = np.array([cx + shift[0] * box_w, cy + shift[1] * box_h])
-    offset = np.array([out_w / 2.0, out_h / 2.0]) - lin @ centre
+    # OpenCV puts pixel i's centre at coordinate i, so the output's centre is (W - 1) / 2
+    offset = np.array([(out_w - 1) / 2.0, (out_h - 1) / 2.0]) - lin @ centre
     return np.concatenate([lin, offset[:, None]], axis=1)
 
 
