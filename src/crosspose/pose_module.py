@@ -105,7 +105,7 @@ class PoseEstimationModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if dm is not None and hasattr(dm, "check_keypoints"):
-            dm.check_keypoints(self.hparams.num_keypoints)
+            dm.check_keypoints(self.hparams.num_keypoints, stage)
             if self.keypoint_names is None and dm.keypoint_names is not None:
                 self.keypoint_names = list(dm.keypoint_names)
         self.prepare_network(resuming=self._trainer is not None and self.trainer.ckpt_path is not None)
@@ -166,8 +166,10 @@ class PoseEstimationModule(L.LightningModule):
 
     def _eval_step(self, batch: dict[str, torch.Tensor], prefix: str) -> None:
         outputs = self(batch["image"])
-        losses = self._losses(batch, outputs)
-        self.log(f"{prefix}/loss", losses["loss"], prog_bar=True, sync_dist=True, batch_size=batch["image"].shape[0])
+        if batch["keypoints"].shape[1] == self.hparams.num_keypoints:  # else: another skeleton, no loss
+            losses = self._losses(batch, outputs)
+            self.log(f"{prefix}/loss", losses["loss"], prog_bar=True, sync_dist=True,
+                     batch_size=batch["image"].shape[0])
         decoded = to_original(self.codec.decode(outputs["heatmap"], outputs["locref"]), batch["to_original"])
         rows = torch.cat((batch["index"].view(-1, 1, 1).float().expand(-1, 1, 3), decoded.float()), dim=1)
         self._eval_rows.append(rows.detach())
@@ -202,7 +204,13 @@ class PoseEstimationModule(L.LightningModule):
         if len(predictions) < len(self.trainer.datamodule.datasets[split]):
             # limit_*_batches / fast_dev_run: score the instances that were predicted, no others
             gt = gt.subset(p["annotation_id"] for p in predictions)
-        return predictions, evaluate(gt, predictions)
+        other_skeleton = gt.num_keypoints != self.hparams.num_keypoints
+        if other_skeleton and not self.keypoint_names:
+            raise ConfigError(f"{gt.path}: the data has {gt.num_keypoints} keypoints, the model "
+                              f"{self.hparams.num_keypoints} and no keypoint names to match them by")
+        names = self.keypoint_names if other_skeleton else None
+        # COCO OKS (pycocotools) only for the final test, not every validation
+        return predictions, evaluate(gt, predictions, pred_keypoint_names=names, oks=None if split == "test" else False)
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:

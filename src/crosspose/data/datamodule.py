@@ -95,10 +95,15 @@ class PoseDataModule(L.LightningDataModule):
         cocos = list(self._coco.values())
         return cocos[0].keypoint_names if cocos else None
 
-    def check_keypoints(self, num_keypoints: int) -> None:
-        """One clear error when a file's keypoint set does not fit the model."""
+    def check_keypoints(self, num_keypoints: int, stage: str = "fit") -> None:
+        """One clear error when a training file's keypoint set does not fit the model.
+
+        Evaluation splits may use another skeleton: the model is then scored on the joints both
+        share, by name (the paper's cross-species baseline).
+        """
+        splits = ("train", "val") if stage == "fit" else ("val",) if stage == "validate" else ()
         for split, coco in self._coco.items():
-            if coco.num_keypoints != num_keypoints:
+            if split in splits and coco.num_keypoints != num_keypoints:
                 raise ConfigError(
                     f"{coco.path}: the {split} file has {coco.num_keypoints} keypoints "
                     f"({', '.join(coco.keypoint_names[:4])}, ...) but the model predicts {num_keypoints} "

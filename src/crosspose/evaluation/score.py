@@ -449,6 +449,10 @@ def evaluate(
 
     if oks is None:
         oks = norm_name != "head_box"
+    if oks and pred_keypoint_names is not None:
+        # OKS is defined over the ground truth's whole skeleton: only when the predictions cover it
+        have = {canonical_joint_name(n) for n in pred_keypoint_names}
+        oks = all(canonical_joint_name(n) in have for n in gt.keypoint_names)
     oks_result = None
     if oks:
         full = None if pred_keypoint_names is None else resolve_joints(
