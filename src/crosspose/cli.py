@@ -12,6 +12,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 
 from crosspose.errors import CrossposeError
@@ -54,8 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"crosspose {__version__}")
         return 0
     command, rest = args[0], args[1:]
-    # jsonargparse's notes about its own API changes are not for our users
+    # jsonargparse's and Lightning's notes about their own API changes are not for our users
     os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=r".*callbacks used to create the checkpoint.*")
+    warnings.filterwarnings("ignore", message=r".*litlogger.*")
     try:
         if command in LIGHTNING_COMMANDS:
             from crosspose.training_cli import run_lightning_cli

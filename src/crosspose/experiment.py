@@ -8,6 +8,7 @@ reused as it is; an unfinished one resumes from ``last.ckpt``.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import time
@@ -27,6 +28,18 @@ from crosspose.training_cli import run_checkpoints, trainer_defaults
 __all__ = ["train_and_test", "test_checkpoint", "load_run_metrics"]
 
 _QUIET = {"enable_model_summary": False}
+
+
+def _plain(value: Any) -> Any:
+    """Config values as YAML: an optimizer ``partial`` becomes LightningCLI's class_path form."""
+    if isinstance(value, functools.partial):
+        func = value.func
+        return {"class_path": f"{func.__module__}.{func.__qualname__}", "init_args": dict(value.keywords)}
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def load_run_metrics(run_dir: Path) -> dict[str, Any] | None:
@@ -79,8 +92,8 @@ def train_and_test(
     if done is not None:
         return done
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(
-        {"seed_everything": seed, "model": dict(model), "data": dict(data), "trainer": dict(trainer)},
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(_plain(
+        {"seed_everything": seed, "model": dict(model), "data": dict(data), "trainer": dict(trainer)}),
         sort_keys=False))
     L.seed_everything(seed, workers=True, verbose=False)
     start = time.perf_counter()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
@@ -81,6 +82,24 @@ class CocoKeypoints:
         images = {i: r for i, r in self.images.items() if i in image_ids}
         return CocoKeypoints(path=self.path, image_root=self.image_root, images=images, annotations=anns,
                              category=self.category, raw=self.raw)
+
+    def save_subset(self, path: str | PathLike[str], image_ids: Iterable[int]) -> Path:
+        """Write the given images and all their annotations as a new file.
+
+        ``file_name`` entries are rewritten relative to the new file's folder, so it can live anywhere.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        keep = set(image_ids)
+        images = []
+        for image_id in keep & set(self.images):
+            record = dict(self.images[image_id])
+            record["file_name"] = os.path.relpath(self.image_path(image_id).resolve(), path.parent.resolve())
+            images.append(record)
+        images.sort(key=lambda r: r["id"])
+        anns = [a for a in self.annotations if a["image_id"] in keep]
+        return save_coco_keypoints(path, images, anns, self.category,
+                                   info={"description": f"subset of {self.path.name}", "images": len(images)})
 
     def instances(self) -> list[dict[str, Any]]:
         """Annotations usable for training and evaluation: not crowd, at least one labelled joint."""
