@@ -13,6 +13,7 @@ from typing import Literal, get_args
 from timm.layers import freeze_batch_norm_2d
 from torch import nn
 
+from crosspose.errors import ConfigError
 from crosspose.models.backbone import STAGES, ResNetBackbone
 
 __all__ = ["FreezeLevel", "FREEZE_LEVELS", "frozen_stages", "freeze_backbone"]
@@ -24,7 +25,7 @@ FREEZE_LEVELS: tuple[str, ...] = get_args(FreezeLevel)
 def frozen_stages(level: str) -> tuple[str, ...]:
     """The backbone parts a freeze level covers, in forward order."""
     if level not in FREEZE_LEVELS:
-        raise ValueError(f"unknown freeze level {level!r}; choose one of {', '.join(FREEZE_LEVELS)}")
+        raise ConfigError(f"unknown freeze level {level!r} (model.freeze); choose one of {', '.join(FREEZE_LEVELS)}")
     if level == "none":
         return ()
     if level == "backbone":
@@ -55,4 +56,5 @@ def _module_names(backbone: ResNetBackbone, stage: str) -> list[str]:
 
 
 def count_trainable(module: nn.Module) -> int:
+    """Number of trainable parameter elements (for logs)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
