@@ -38,7 +38,8 @@ def write_tiny_coco(folder: Path, count: int = 12, size: int = 96, seed: int = 0
         annotations.append({"id": i + 1, "image_id": i + 1, "category_id": 1, "keypoints": kps,
                             "num_keypoints": sum(1 for v in kps[2::3] if v), "iscrowd": 0,
                             "bbox": [0.0, 0.0, float(size), float(size)], "area": float(size * size)})
-    category = {"id": 1, "name": "toy", "keypoints": list(joints), "skeleton": [[1, 2], [1, 3], [1, 4]]}
+    links = [[1, j] for j in range(2, len(joints) + 1)]
+    category = {"id": 1, "name": "toy", "keypoints": list(joints), "skeleton": links}
     return save_coco_keypoints(folder / name, images, annotations, category)
 
 

@@ -65,10 +65,11 @@ def _trainer(run_dir: Path, trainer: Mapping[str, Any], fit: bool) -> L.Trainer:
     return L.Trainer(**kwargs)
 
 
-def _finish(run_dir: Path, module: PoseEstimationModule, trainer: L.Trainer, seconds: float) -> dict[str, Any]:
-    """Move the test outputs to the run folder root, with timing."""
+def _finish(run_dir: Path, module: PoseEstimationModule, trainer: L.Trainer, seconds: float,
+            global_step: int) -> dict[str, Any]:
+    """Move the test outputs to the run folder root, with timing and the training step count."""
     metrics = dict(module.last_metrics or {})
-    metrics["run"] = {"seconds": round(seconds, 1), "global_step": int(trainer.global_step)}
+    metrics["run"] = {"seconds": round(seconds, 1), "global_step": global_step}
     out = Path(trainer.log_dir or run_dir)
     if out != run_dir and (out / "predictions.json").is_file():
         shutil.move(str(out / "predictions.json"), run_dir / "predictions.json")
@@ -107,7 +108,7 @@ def train_and_test(
     test_trainer = _trainer(run_dir, {k: v for k, v in trainer.items() if k in ("accelerator", "precision")},
                             fit=False)
     test_trainer.test(module, dm, ckpt_path=str(ckpt), verbose=False)
-    return _finish(run_dir, module, test_trainer, time.perf_counter() - start)
+    return _finish(run_dir, module, test_trainer, time.perf_counter() - start, int(fit_trainer.global_step))
 
 
 def test_checkpoint(
@@ -126,4 +127,4 @@ def test_checkpoint(
     module = PoseEstimationModule.load_from_checkpoint(str(checkpoint), map_location="cpu", weights_only=True)
     test_trainer = _trainer(out_dir, dict(trainer or {}), fit=False)
     test_trainer.test(module, _datamodule(data), verbose=False)
-    return _finish(out_dir, module, test_trainer, time.perf_counter() - start)
+    return _finish(out_dir, module, test_trainer, time.perf_counter() - start, 0)
