@@ -26,10 +26,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from crosspose.data.coco import load_coco_keypoints
+from crosspose.data.coco import load_coco_keypoints, split_by_image
 from crosspose.data.macaquepose import read_macaquepose
 from crosspose.data.mpii import read_mpii
 from crosspose.data.synth import generate
@@ -104,26 +103,6 @@ class _Stages:
         print(f"\n[demo {self.n}/{self.total} | {time.perf_counter() - self.t0:6.0f} s] {text}", flush=True)
 
 
-def _split_by_image(coco_path: Path, parts: dict[str, int | float], seed: int) -> dict[str, Path]:
-    """Split a COCO file by image into named parts (counts, or a fraction; the last takes the rest)."""
-    coco = load_coco_keypoints(coco_path)
-    ids = sorted({a["image_id"] for a in coco.instances()})
-    order = np.random.default_rng(seed).permutation(len(ids))
-    ids = [ids[i] for i in order]
-    out, start = {}, 0
-    names = list(parts)
-    for i, name in enumerate(names):
-        size = parts[name]
-        n = len(ids) - start if i == len(names) - 1 else (
-            int(round(size * len(ids))) if isinstance(size, float) else int(size))
-        path = coco_path.with_name(f"{coco_path.stem}_{name}.json")
-        if not path.is_file():
-            coco.save_subset(path, ids[start:start + n])
-        out[name] = path
-        start += n
-    return out
-
-
 def _prepare_data(root: Path, p: Profile, stage: _Stages) -> dict[str, Path]:
     data = root / "data"
     mac_dir, hum_dir = data / "macaque_release", data / "human_release"
@@ -140,10 +119,10 @@ def _prepare_data(root: Path, p: Profile, stage: _Stages) -> dict[str, Path]:
     hum_json = data / "human.json"
     if not hum_json.is_file():
         read_mpii(hum_dir / "mpii_human_pose_v1_u12_1.mat", hum_dir / "images", hum_json)
-    mac = _split_by_image(mac_json, {"val": 0.05, "train": 0}, seed=0)
-    hum = _split_by_image(hum_json, {"test": p.test_images, "val": 0.05, "train": 0}, seed=0)
+    mac = split_by_image(mac_json, {"val": 0.05, "train": 0}, seed=0)
+    hum = split_by_image(hum_json, {"test": p.test_images, "val": 0.05, "train": 0}, seed=0)
     # the 1,000 humans of transfer and scratch: drawn from the benchmark's training images
-    subset = _split_by_image(hum["train"], {f"subset{p.subset}": p.subset, "rest": 0}, seed=0)
+    subset = split_by_image(hum["train"], {f"subset{p.subset}": p.subset, "rest": 0}, seed=0)
     return {"macaque_train": mac["train"], "macaque_val": mac["val"], "human_train": hum["train"],
             "human_val": hum["val"], "human_test": hum["test"], "human_subset": subset[f"subset{p.subset}"]}
 

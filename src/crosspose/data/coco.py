@@ -27,7 +27,7 @@ import numpy as np
 
 from crosspose.errors import DataFormatError
 
-__all__ = ["CocoKeypoints", "load_coco_keypoints", "save_coco_keypoints", "bbox_from_keypoints"]
+__all__ = ["CocoKeypoints", "load_coco_keypoints", "save_coco_keypoints", "bbox_from_keypoints", "split_by_image"]
 
 
 @dataclass
@@ -242,3 +242,48 @@ def save_coco_keypoints(
         json.dump(payload, fh)
     tmp.replace(path)  # never leave a half-written file behind
     return path
+
+
+def split_by_image(
+    source: str | PathLike[str],
+    parts: Mapping[str, int | float],
+    seed: int = 0,
+    out: str | PathLike[str] | None = None,
+    exclude: Sequence[str | PathLike[str]] = (),
+) -> dict[str, Path]:
+    """Split a COCO file by image into named parts, written as ``<out stem>_<part>.json``.
+
+    Args:
+        source: the file to split.
+        parts: part name -> image count (int) or fraction (float); the last part takes the rest.
+        seed: seed of the random order.
+        out: names the outputs (default: ``source``); written next to it.
+        exclude: files whose images are left out of every part (e.g. a held-out test set),
+            matched by image file path.
+
+    An existing output is kept as it is, so a pipeline can call this again cheaply.
+    """
+    coco = load_coco_keypoints(source)
+    banned = set()
+    for other in exclude:
+        o = load_coco_keypoints(other)
+        banned |= {o.image_path(i).resolve() for i in o.images}
+    ids = sorted({a["image_id"] for a in coco.instances()
+                  if coco.image_path(a["image_id"]).resolve() not in banned})
+    order = np.random.default_rng(seed).permutation(len(ids))
+    ids = [ids[i] for i in order]
+    stem = Path(out) if out is not None else Path(source)
+    written, start = {}, 0
+    names = list(parts)
+    for i, name in enumerate(names):
+        size = parts[name]
+        n = len(ids) - start if i == len(names) - 1 else (
+            int(round(size * len(ids))) if isinstance(size, float) else int(size))
+        if n > len(ids) - start:
+            raise DataFormatError(source, f"cannot take {n} images for '{name}': only {len(ids) - start} left")
+        path = stem.with_name(f"{stem.stem}_{name}.json")
+        if not path.is_file():
+            coco.save_subset(path, ids[start:start + n])
+        written[name] = path
+        start += n
+    return written

@@ -52,7 +52,7 @@ def _fraction(text: str) -> float:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the ``macaquepose`` and ``mpii`` sub-commands."""
-    sub = parser.add_subparsers(dest="dataset", metavar="{macaquepose,mpii}", required=True)
+    sub = parser.add_subparsers(dest="dataset", metavar="{macaquepose,mpii,split}", required=True)
 
     mq = sub.add_parser(
         "macaquepose", help="MacaquePose release (annotations.csv + images/) to COCO keypoints",
@@ -105,6 +105,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     mp.add_argument("--check-images", action="store_true",
                     help="fail when a selected image is missing, even without resizing")
 
+    sp = sub.add_parser(
+        "split", help="split a COCO keypoints file by image (train/val), optionally excluding a test set",
+        description="Split any COCO keypoints file by image into OUT_train.json and OUT_val.json.")
+    sp.add_argument("--coco", required=True, type=Path, help="the COCO keypoints file to split")
+    sp.add_argument("--out", type=Path, default=None,
+                    help="names the outputs: OUT_train.json / OUT_val.json (default: --coco)")
+    sp.add_argument("--val-fraction", type=float, required=True, help="fraction of images for OUT_val.json")
+    sp.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
+    sp.add_argument("--exclude", type=Path, action="append", default=[],
+                    help="a COCO file whose images are left out of both parts (repeatable), e.g. the test set")
+
 
 def run(args: argparse.Namespace) -> int:
     """Run the chosen conversion and print a summary line per written file."""
@@ -122,6 +133,14 @@ def run(args: argparse.Namespace) -> int:
         paths = read_mpii(args.annotations, args.images, args.out, head_boxes=args.head_boxes,
                           single_person=args.single_person, subset=args.subset, seed=args.seed,
                           val_fraction=args.val_fraction, resize=resize, check_images=args.check_images)
+    elif args.dataset == "split":
+        from crosspose.data.coco import split_by_image
+
+        if not 0.0 < args.val_fraction < 1.0:
+            raise ConfigError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
+        parts = split_by_image(args.coco, {"val": float(args.val_fraction), "train": 0}, seed=args.seed,
+                               out=args.out, exclude=args.exclude)
+        paths = [parts["train"], parts["val"]]
     else:  # argparse's required sub-command makes this unreachable from the command line
         raise ConfigError(f"unknown data set {args.dataset!r}")
     for path in paths:
