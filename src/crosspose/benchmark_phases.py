@@ -1,0 +1,199 @@
+"""The crosspose phases of ``crosspose benchmark``, each run in a child process of its own.
+
+``python -m crosspose.benchmark_phases train|infer SPEC_JSON`` prints one JSON object (its last
+stdout line) with raw timings and their summaries; the parent samples the child's memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from crosspose.benchmark import summarise_passes, summarise_steps
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _autocast(spec: dict[str, Any], device: torch.device) -> contextlib.AbstractContextManager:
+    if spec["precision"] == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _module(spec: dict[str, Any], device: torch.device):  # noqa: ANN202 -- lazy import keeps --help fast
+    from crosspose.pose_module import PoseEstimationModule
+
+    torch.manual_seed(0)
+    module = PoseEstimationModule(num_keypoints=16, backbone=spec["backbone"], pretrained=False,
+                                  channels_last=spec["channels_last"], compile=spec["compile"])
+    module.to(device)
+    module.prepare_network()
+    return module
+
+
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def _cycle(loader: DataLoader) -> Iterator[dict[str, torch.Tensor]]:
+    epoch = 0
+    while True:
+        if hasattr(loader.sampler, "set_epoch"):
+            loader.sampler.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+def count_flops(module: Any, spec: dict[str, Any], device: torch.device, train: bool) -> float:
+    """FLOPs of one image through the network: forward only, or forward + loss + backward."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    size = spec["size"]
+    image = torch.randint(0, 256, (1, 3, size, size), dtype=torch.uint8, device=device)
+    batch = {"keypoints": torch.full((1, 16, 2), size / 2.0, device=device),
+             "valid": torch.ones((1, 16), dtype=torch.bool, device=device)}
+    counter = FlopCounterMode(display=False)
+    module.train(train)
+    with counter:
+        if train:
+            module._losses(batch, module(image))["loss"].backward()
+            module.zero_grad(set_to_none=True)
+        else:
+            with torch.no_grad():
+                module(image)
+    return float(counter.get_total_flops())
+
+
+def train_phase(spec: dict[str, Any]) -> dict[str, Any]:
+    """Data loading alone, model step alone, whole Lightning step."""
+    from crosspose.data.datamodule import PoseDataModule
+
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
+    device = torch.device(spec["device"])
+    warmup, repeats, steps = spec["warmup"], spec["repeats"], spec["steps"]
+    n = warmup + repeats * steps + 1  # + 1: the last start only closes the step before it
+    dm = PoseDataModule(train_file=spec["coco"], input_size=spec["size"], padding=1.0, batch_size=spec["batch"],
+                        num_workers=spec["workers"], seed=0)
+    dm.setup("fit")
+    result: dict[str, Any] = {"threads": torch.get_num_threads()}
+
+    # 1. data loading alone: how fast the loader (workers, decode, warp, photometrics) can feed
+    loader = dm.train_dataloader()
+    starts, sizes = [], []
+    for _, batch in zip(range(n), _cycle(loader), strict=False):
+        starts.append(time.perf_counter())
+        sizes.append(int(batch["image"].shape[0]))
+    result["loading"] = summarise_steps(starts, sizes, warmup, repeats)
+    preloaded = [_to(b, device) for _, b in zip(range(2), _cycle(loader), strict=False)]
+    del loader
+
+    module = _module(spec, device)
+    result["infer_flops_per_image"] = count_flops(module, spec, device, train=False)
+    result["train_flops_per_image"] = count_flops(module, spec, device, train=True)
+
+    # 2. model step alone: forward, on-device targets + loss, backward, optimizer, batches in memory
+    module.train()
+    optimizer = module.configure_optimizers()["optimizer"]
+    starts = []
+    for i in range(n):
+        batch = preloaded[i % len(preloaded)]
+        _sync(device)
+        starts.append(time.perf_counter())
+        with _autocast(spec, device):
+            loss = module._losses(batch, module(batch["image"]))["loss"]
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    _sync(device)
+    starts.append(time.perf_counter())
+    result["model_step"] = summarise_steps(starts, [spec["batch"]] * (n + 1), warmup, repeats)
+    del optimizer, preloaded
+
+    # 3. whole step: what `crosspose fit` runs (Lightning loop, loader, host->device, logging)
+    timer = _StepTimer(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    trainer = L.Trainer(
+        accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, max_steps=n, max_epochs=-1,
+        precision="bf16-mixed" if spec["precision"] == "bf16" else "32-true", logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        num_sanity_val_steps=0, limit_val_batches=0, callbacks=[timer],
+    )
+    trainer.fit(module, datamodule=dm)
+    result["whole_step"] = summarise_steps(timer.starts, timer.sizes, warmup, repeats)
+    result["cuda_peak_bytes"] = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    return result
+
+
+class _StepTimer(L.Callback):
+    """Lightning callback: the start time and batch size of every training step."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.starts, self.sizes = device, [], []
+
+    def on_train_batch_start(self, trainer: Any, module: Any, batch: dict[str, torch.Tensor], idx: int) -> None:
+        _sync(self.device)
+        self.starts.append(time.perf_counter())
+        self.sizes.append(int(batch["image"].shape[0]))
+
+
+def infer_phase(spec: dict[str, Any]) -> dict[str, Any]:
+    """Inference over the image folder: the whole pipeline, and the model alone on a loaded batch."""
+    from crosspose.data.datamodule import PoseDataModule
+
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
+    device = torch.device(spec["device"])
+    dm = PoseDataModule(predict_file=spec["folder"], input_size=spec["size"], batch_size=spec["batch"],
+                        num_workers=spec["workers"], seed=0)
+    dm.setup("predict")
+    loader = dm.predict_dataloader()
+    module = _module(spec, device)
+    module.eval()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    images = len(dm.datasets["predict"])
+    passes = []
+    with torch.inference_mode(), _autocast(spec, device):
+        for _ in range(1 + spec["repeats"]):
+            t0 = time.perf_counter()
+            for i, batch in enumerate(loader):
+                module.predict_step(_to(batch, device), i)["keypoints"].cpu()
+            _sync(device)
+            passes.append(time.perf_counter() - t0)
+        batch = _to(next(iter(loader)), device)
+        model = []
+        for _ in range(1 + spec["repeats"]):
+            t0 = time.perf_counter()
+            module.predict_step(batch, 0)["keypoints"].cpu()
+            _sync(device)
+            model.append(time.perf_counter() - t0)
+    bs = int(batch["image"].shape[0])
+    return {
+        "threads": torch.get_num_threads(), "images": images,
+        "whole": summarise_passes(passes, images), "model": summarise_passes(model, bs),
+        "cuda_peak_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
+    }
+
+
+def main(argv: list[str]) -> int:
+    phase, spec = argv[0], json.loads(argv[1])
+    result = {"train": train_phase, "infer": infer_phase}[phase](spec)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
