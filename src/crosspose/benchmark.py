@@ -44,7 +44,8 @@ PAPER_STEPS = 164_000
 
 _NUM_KEYPOINTS = 16
 # Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets; --peak-tflops overrides.
-_BF16_PEAK_TFLOPS = {"H200": 989.0, "H100 SXM": 989.0, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H100": 756.0,
+# ("NVIDIA H100 80GB HBM3" is the SXM part; PCIe and NVL say so in their names.)
+_BF16_PEAK_TFLOPS = {"H200": 989.0, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H100": 989.0,
                      "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10G": 70.0, "A10": 125.0,
                      "RTX 4090": 165.0, "V100": 125.0}
 
