@@ -38,6 +38,7 @@ def test_every_config_runs_fit_with_fast_dev_run(config: Path, tmp_path: Path) -
     names = json.loads(data.read_text())["categories"][0]["keypoints"]
     args = ["fit", "--config", str(config), "--data.train_file", str(data), "--data.val_file", str(data),
             "--model.num_keypoints", "4", "--model.keypoint_names", json.dumps(names),
+            "--model.pretrained", "false",  # tests never download weights
             "--trainer.fast_dev_run", "1", "--trainer.default_root_dir", str(tmp_path / "run"), *FAST]
     trainer = cfg.get("trainer", {})
     if trainer.get("strategy") not in (None, "auto") or trainer.get("devices") not in (None, "auto", 1):

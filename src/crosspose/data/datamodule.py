@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 
 import lightning as L
@@ -75,25 +74,26 @@ class PoseDataModule(L.LightningDataModule):
         self.seed = seed
         self.pin_memory = pin_memory
         self.datasets: dict[str, InstanceDataset | ImageFolderDataset] = {}
+        self._cocos: dict[str, CocoKeypoints] = {}
 
     def coco(self, split: str) -> CocoKeypoints:
-        """The validated file of a split (loaded once)."""
-        return self._coco[split]
+        """The validated file of a split (loaded on first use, so `fit` never needs the test file)."""
+        if split not in self._cocos:
+            f = self.files[split]
+            if f is None:
+                raise ConfigError(f"no data.{split}_file given")
+            self._cocos[split] = load_coco_keypoints(f, self.image_root)
+        return self._cocos[split]
 
-    @cached_property
-    def _coco(self) -> dict[str, CocoKeypoints]:
-        out = {}
-        for split, f in self.files.items():
-            if f is None or (split == "predict" and Path(f).is_dir()):
-                continue
-            out[split] = load_coco_keypoints(f, self.image_root)
-        return out
+    def _given(self, splits: tuple[str, ...]) -> list[str]:
+        return [s for s in splits if self.files[s] is not None
+                and not (s == "predict" and Path(self.files[s]).is_dir())]
 
     @property
     def keypoint_names(self) -> tuple[str, ...] | None:
-        """Joint names of the first split given (all splits must agree)."""
-        cocos = list(self._coco.values())
-        return cocos[0].keypoint_names if cocos else None
+        """Joint names of the training file (else the first split given)."""
+        given = self._given(("train", "val", "test", "predict"))
+        return self.coco(given[0]).keypoint_names if given else None
 
     def check_keypoints(self, num_keypoints: int, stage: str = "fit") -> None:
         """One clear error when a training file's keypoint set does not fit the model.
@@ -102,8 +102,9 @@ class PoseDataModule(L.LightningDataModule):
         share, by name (the paper's cross-species baseline).
         """
         splits = ("train", "val") if stage == "fit" else ("val",) if stage == "validate" else ()
-        for split, coco in self._coco.items():
-            if split in splits and coco.num_keypoints != num_keypoints:
+        for split in self._given(splits):
+            coco = self.coco(split)
+            if coco.num_keypoints != num_keypoints:
                 raise ConfigError(
                     f"{coco.path}: the {split} file has {coco.num_keypoints} keypoints "
                     f"({', '.join(coco.keypoint_names[:4])}, ...) but the model predicts {num_keypoints} "
@@ -127,7 +128,7 @@ class PoseDataModule(L.LightningDataModule):
                 self.datasets[split] = ImageFolderDataset(f, self.input_hw)
                 continue
             self.datasets[split] = InstanceDataset(
-                self._coco[split], self.input_hw,
+                self.coco(split), self.input_hw,
                 augmentation=self.augmentation if split == "train" else None,
                 padding=self.padding, seed=self.seed,
             )
