@@ -178,14 +178,6 @@ def generate(
         return write_release_csv(out / MACAQUE_FILE, records, name_style="space")
     from crosspose.data.mpii import write_release_mat
 
-    return _timeless_mat_header(write_release_mat(out / MPII_FILE, records))
+    return write_release_mat(out / MPII_FILE, records)
 
 
-def _timeless_mat_header(path: Path) -> Path:
-    """Replace the creation time in a MAT 5 file's 116-byte text header, so a seed gives the same bytes."""
-    text = b"MATLAB 5.0 MAT-file, Platform: posix, Created by: crosspose synth"
-    with path.open("r+b") as fh:
-        if fh.read(len(b"MATLAB 5.0 MAT-file")) == b"MATLAB 5.0 MAT-file":
-            fh.seek(0)
-            fh.write(text.ljust(116, b" "))
-    return path
