@@ -135,3 +135,28 @@ def test_config_typo_is_reported_with_the_key(tmp_path: Path, capsys: pytest.Cap
         main(["fit", "--config", str(cfg)])
     assert exc.value.code == 2
     assert "backbon" in capsys.readouterr().err
+
+
+def test_test_and_predict_write_results_that_score_reads(tmp_path: Path) -> None:
+    data = write_tiny_coco(tmp_path / "d", count=6, seed=4)
+    assert _fit(tmp_path, data, "run", "--trainer.max_epochs", "1") == 0
+    ckpt = str(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    common = ["--model.num_keypoints", "4", "--model.backbone", "resnet18", "--ckpt_path", ckpt, *FAST]
+    assert main(["test", "--data.test_file", str(data), "--trainer.default_root_dir", str(tmp_path / "t"),
+                 *common]) == 0
+    (metrics_path,) = (tmp_path / "t").rglob("metrics.json")
+    metrics = json.loads(metrics_path.read_text())
+    assert metrics["counts"]["instances"] == 6 and "pckh" in metrics and "detection" in metrics
+    assert main(["predict", "--data.predict_file", str(data), "--trainer.default_root_dir",
+                 str(tmp_path / "p"), *common]) == 0
+    (pred_path,) = (tmp_path / "p").rglob("predictions.json")
+    preds = json.loads(pred_path.read_text())
+    assert len(preds) == 6 and len(preds[0]["keypoints"]) == 12
+    out = tmp_path / "scored.json"
+    assert main(["score", "--gt", str(data), "--pred", str(pred_path), "--out", str(out)]) == 0
+    rescored = json.loads(out.read_text())
+    assert rescored["pckh"]["mean"] == pytest.approx(metrics["pckh"]["mean"])  # one code path
+    assert main(["predict", "--data.predict_file", str(tmp_path / "d" / "images"), "--trainer.default_root_dir",
+                 str(tmp_path / "f"), *common]) == 0
+    (folder_preds,) = (tmp_path / "f").rglob("predictions.json")
+    assert {p["file_name"] for p in json.loads(folder_preds.read_text())} == {f"img{i:03d}.png" for i in range(6)}

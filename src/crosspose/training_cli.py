@@ -21,6 +21,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from crosspose.data.datamodule import PoseDataModule
 from crosspose.pose_module import PoseEstimationModule
+from crosspose.prediction_writer import PredictionWriter
 
 __all__ = ["CrossposeCLI", "run_lightning_cli", "trainer_defaults"]
 
@@ -73,6 +74,8 @@ class CrossposeCLI(LightningCLI):
         given = list(config.get("callbacks") or []) + list(callbacks)
         if not any(isinstance(c, ModelCheckpoint) for c in given):
             callbacks.extend(run_checkpoints(root / "checkpoints"))
+        if self.subcommand == "predict" and not any(isinstance(c, PredictionWriter) for c in given):
+            callbacks.append(PredictionWriter())
         if config.get("logger") in (None, True):
             config["logger"] = CSVLogger(save_dir=str(root), name="logs")
         if config.get("logger") and not any(isinstance(c, LearningRateMonitor) for c in given):
