@@ -231,10 +231,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="auto", choices=["auto", "32", "bf16"],
                         help="crosspose precision (auto: bf16 mixed on a GPU, 32 on CPU)")
     parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
-                        help="NHWC memory format (default: on with a GPU, off on CPU -- measured faster)")
+                        help="NHWC memory format (default: on, as `crosspose fit`; measured faster on CPU too)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the crosspose network")
     parser.add_argument("--workers", type=int, default=None,
-                        help="crosspose data-loader workers (default: 1 on CPU, 4 on a GPU)")
+                        help="crosspose data-loader workers (default: 2 on CPU, as `crosspose fit`; 4 on a GPU)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--warmup", type=int, default=3, help="training steps dropped before timing (3)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats (3)")
@@ -266,8 +266,8 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "device": device, "size": args.size, "batch": args.batch, "backbone": args.backbone,
         "precision": precision,
-        "channels_last": args.channels_last if args.channels_last is not None else gpu,
-        "compile": bool(args.compile), "workers": args.workers if args.workers is not None else (4 if gpu else 1),
+        "channels_last": args.channels_last if args.channels_last is not None else True,
+        "compile": bool(args.compile), "workers": args.workers if args.workers is not None else (4 if gpu else 2),
         "threads": args.threads, "warmup": args.warmup, "repeats": args.repeats, "steps": args.steps,
     }
 
@@ -473,6 +473,7 @@ def format_report(report: dict[str, Any]) -> str:
     stages = [("training: data loading alone", t.get("loading")), ("training: model step alone", t.get("model_step")),
               ("training: whole step (Lightning)", t.get("whole_step")),
               ("inference: model alone (forward + decode)", i.get("model")),
+              ("inference: model alone, BatchNorm folded (not in predict yet)", i.get("model_bn_folded")),
               ("inference: whole (read, crop, forward, decode)", i.get("whole"))]
     for name, st in stages:
         if st:
@@ -484,9 +485,13 @@ def format_report(report: dict[str, Any]) -> str:
     if t.get("train_flops_per_image"):
         lines += ["", f"Model FLOPs per image: {t['train_flops_per_image'] / 1e9:.1f} GFLOP per training step "
                   f"(forward + backward), {t.get('infer_flops_per_image', 0) / 1e9:.1f} GFLOP forward; achieved "
-                  f"{_fmt(t.get('achieved_tflops'), 3)} TFLOP/s in training"
+                  f"{1000 * (t.get('achieved_tflops') or 0):,.1f} GFLOP/s in training"
                   + (f", {100 * t['fraction_of_peak']:.1f} % of the {t['peak_bf16_tflops']:.0f} TFLOP/s bf16 peak"
                      if t.get("fraction_of_peak") is not None else "") + "."]
+    if t.get("bf16_numerics"):
+        n = t["bf16_numerics"]
+        lines += ["", f"bf16 vs fp32 on one batch: loss differs by {100 * n['loss_rel_diff']:.2f} %, score maps by "
+                  f"{100 * n['heatmap_rel_rmse']:.2f} % (relative RMS), gradient cosine {n['grad_cosine']:.4f}."]
     lines += ["", bottleneck_note(t)]
     if ct:
         hours = PAPER_STEPS * s["batch"] / ct / 3600

@@ -75,6 +75,49 @@ def count_flops(module: Any, spec: dict[str, Any], device: torch.device, train: 
     return float(counter.get_total_flops())
 
 
+def fold_batchnorm(module: torch.nn.Module) -> int:
+    """Fold every eval-mode BatchNorm that directly follows a convolution into it; returns how many.
+
+    timm ResNets keep each ``convN`` next to its ``bnN`` (and ``downsample`` is conv, bn), so
+    adjacent children are the pairs. Inference-only: the folded network cannot train its norms.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    folded = 0
+    for parent in list(module.modules()):
+        names = list(parent._modules)
+        for a, b in zip(names, names[1:], strict=False):
+            conv, bn = parent._modules[a], parent._modules[b]
+            if isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d):
+                parent._modules[a] = fuse_conv_bn_eval(conv, bn)
+                parent._modules[b] = torch.nn.Identity()
+                folded += 1
+    return folded
+
+
+def bf16_numerics(module: Any, batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, float]:
+    """How far a bf16-autocast step is from fp32 on one batch: loss, score maps, gradient direction."""
+    def run(bf16: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        module.zero_grad(set_to_none=True)
+        ctx = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        with ctx:
+            out = module(batch["image"])
+            loss = module._losses(batch, out)["loss"]
+        loss.backward()
+        grad = torch.cat([p.grad.flatten().float() for p in module.parameters() if p.grad is not None])
+        return loss.detach().float(), out["heatmap"].detach().float(), grad
+
+    module.eval()  # same normalisation statistics for both passes
+    loss32, maps32, grad32 = run(False)
+    loss16, maps16, grad16 = run(True)
+    module.zero_grad(set_to_none=True)
+    return {
+        "loss_rel_diff": float((loss16 - loss32).abs() / loss32.abs().clamp(min=1e-12)),
+        "heatmap_rel_rmse": float((maps16 - maps32).square().mean().sqrt() / maps32.square().mean().sqrt()),
+        "grad_cosine": float(torch.nn.functional.cosine_similarity(grad16, grad32, dim=0)),
+    }
+
+
 def train_phase(spec: dict[str, Any]) -> dict[str, Any]:
     """Data loading alone, model step alone, whole Lightning step."""
     from crosspose.data.datamodule import PoseDataModule
@@ -102,6 +145,9 @@ def train_phase(spec: dict[str, Any]) -> dict[str, Any]:
     module = _module(spec, device)
     result["infer_flops_per_image"] = count_flops(module, spec, device, train=False)
     result["train_flops_per_image"] = count_flops(module, spec, device, train=True)
+
+    if spec["precision"] == "bf16":
+        result["bf16_numerics"] = bf16_numerics(module, preloaded[0], device)
 
     # 2. model step alone: forward, on-device targets + loss, backward, optimizer, batches in memory
     module.train()
@@ -174,18 +220,29 @@ def infer_phase(spec: dict[str, Any]) -> dict[str, Any]:
             _sync(device)
             passes.append(time.perf_counter() - t0)
         batch = _to(next(iter(loader)), device)
-        model = []
-        for _ in range(1 + spec["repeats"]):
-            t0 = time.perf_counter()
-            module.predict_step(batch, 0)["keypoints"].cpu()
-            _sync(device)
-            model.append(time.perf_counter() - t0)
+        model = _time_model(module, batch, spec["repeats"], device)
+        # what folding BatchNorm into the convolutions would give (not crosspose's predict path yet)
+        folded = fold_batchnorm(module.net)
+        if spec["channels_last"]:
+            module.net.to(memory_format=torch.channels_last)
+        model_folded = _time_model(module, batch, spec["repeats"], device) if folded else None
     bs = int(batch["image"].shape[0])
     return {
         "threads": torch.get_num_threads(), "images": images,
         "whole": summarise_passes(passes, images), "model": summarise_passes(model, bs),
+        "model_bn_folded": summarise_passes(model_folded, bs) if model_folded else None,
         "cuda_peak_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
     }
+
+
+def _time_model(module: Any, batch: dict[str, torch.Tensor], repeats: int, device: torch.device) -> list[float]:
+    seconds = []
+    for _ in range(1 + repeats):
+        t0 = time.perf_counter()
+        module.predict_step(batch, 0)["keypoints"].cpu()
+        _sync(device)
+        seconds.append(time.perf_counter() - t0)
+    return seconds
 
 
 def main(argv: list[str]) -> int:
