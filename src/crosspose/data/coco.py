@@ -27,7 +27,8 @@ import numpy as np
 
 from crosspose.errors import DataFormatError
 
-__all__ = ["CocoKeypoints", "load_coco_keypoints", "save_coco_keypoints", "bbox_from_keypoints", "split_by_image"]
+__all__ = ["CocoKeypoints", "load_coco_keypoints", "save_coco_keypoints", "bbox_from_keypoints", "split_by_image",
+           "read_json_file"]
 
 
 @dataclass
@@ -113,6 +114,20 @@ def _fail(path: Path, problem: str, where: str | None = None) -> DataFormatError
     return DataFormatError(path, problem, where)
 
 
+def read_json_file(path: str | PathLike[str]) -> Any:
+    """Parse a JSON file, or raise one DataFormatError saying why it cannot be read."""
+    path = Path(path)
+    if not path.is_file():
+        raise _fail(path, "file not found")
+    try:
+        with path.open("r", encoding="utf-8") as fh:
+            return json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise _fail(path, f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    except UnicodeDecodeError:
+        raise _fail(path, "not a UTF-8 text file") from None
+
+
 def load_coco_keypoints(
     path: str | PathLike[str],
     image_root: str | PathLike[str] | None = None,
@@ -130,15 +145,7 @@ def load_coco_keypoints(
             the entry at fault.
     """
     path = Path(path)
-    if not path.is_file():
-        raise _fail(path, "file not found")
-    try:
-        with path.open("r", encoding="utf-8") as fh:
-            raw = json.load(fh)
-    except json.JSONDecodeError as exc:
-        raise _fail(path, f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
-    except UnicodeDecodeError:
-        raise _fail(path, "not a UTF-8 text file") from None
+    raw = read_json_file(path)
     if not isinstance(raw, dict):
         raise _fail(path, "not a COCO keypoints file: the top level is not an object "
                           "(an HRNet/mmpose MPII list? convert it with `crosspose prepare mpii`)")

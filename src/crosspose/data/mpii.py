@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from crosspose.data.coco import bbox_from_keypoints, save_coco_keypoints
+from crosspose.data.coco import bbox_from_keypoints, read_json_file, save_coco_keypoints
 from crosspose.errors import ConfigError, DataFormatError
 from crosspose.skeletons import MPII
 
@@ -453,15 +453,7 @@ def load_mpii_json(
         ``(images, how the head boxes were obtained)``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataFormatError(path, "file not found")
-    try:
-        with path.open("r", encoding="utf-8") as fh:
-            raw = json.load(fh)
-    except json.JSONDecodeError as exc:
-        raise DataFormatError(path, f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
-    except UnicodeDecodeError:
-        raise DataFormatError(path, "not a UTF-8 text file") from None
+    raw = read_json_file(path)
     if not isinstance(raw, list):
         raise DataFormatError(path, "not the HRNet/mmpose MPII form: expected a list of persons "
                                     "(a COCO file needs no conversion)")
