@@ -7,9 +7,9 @@ prints one JSON object on its last stdout line; the parent computes every statis
 per-step timestamps so that both tools are summarised by the same code.
 
 Phases:
-    prepare  WORK IMAGES SIZE [BACKBONE]: a single-animal project over the benchmark's synthetic
+    prepare  WORK IMAGES SIZE: a single-animal project over the benchmark's synthetic
              images (their 16 keypoints), and its ``resnet_50`` training set (PyTorch engine).
-    train    WORK STEPS BATCH SIZE DEVICE: ``deeplabcut.train_network`` from random weights for
+    train    WORK STEPS BATCH SIZE DEVICE [TIMM_NAME]: ``deeplabcut.train_network`` from random weights for
              enough epochs to run STEPS steps; the start time and batch size of every step.
     infer    WORK IMAGES BATCH DEVICE REPEATS: DeepLabCut's pose inference runner over the image
              folder, REPEATS passes, wall time of each.
@@ -46,7 +46,7 @@ def _project(work: str) -> str:
     return found[0]
 
 
-def prepare(work: str, images: str, size: int, backbone: str | None) -> dict:
+def prepare(work: str, images: str, size: int) -> dict:
     import cv2
     import deeplabcut
     import numpy as np
@@ -177,7 +177,7 @@ def infer(work: str, images: str, batch: int, device: str, repeats: int) -> dict
 def main(argv: list[str]) -> int:
     phase, work = argv[0], argv[1]
     if phase == "prepare":
-        result = prepare(work, argv[2], int(argv[3]), argv[4] if len(argv) > 4 and argv[4] else None)
+        result = prepare(work, argv[2], int(argv[3]))
     elif phase == "train":
         result = train(work, int(argv[2]), int(argv[3]), int(argv[4]), argv[5],
                        argv[6] if len(argv) > 6 and argv[6] else None)
