@@ -331,8 +331,8 @@ def run_ablation(
         row = {"arm": cell.arm, "freeze": cell.freeze, "subset": cell.subset, "seed": cell.seed,
                **_scalars(metrics), "seconds": metrics.get("run", {}).get("seconds"), "run_dir": str(run_dir)}
         rows.append(row)
-        print(f"{tag}: {'reused' if reused else 'done'}, PCKh@0.5 {row['pckh']:.1f}, F1 {row['f1']:.3f}",
-              flush=True)
+        took = "reused" if reused else f"done in {row['seconds'] or 0:.0f} s"
+        print(f"{tag}: {took}, PCKh@0.5 {row['pckh']:.1f}, F1 {row['f1']:.3f}", flush=True)
     return write_outputs(out, rows, metric, pool_size=len(load_coco_keypoints(data["train_file"]).instances()))
 
 
