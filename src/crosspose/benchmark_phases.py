@@ -7,6 +7,7 @@ stdout line) with raw timings and their summaries; the parent samples the child'
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import sys
 import time
@@ -133,14 +134,16 @@ def train_phase(spec: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {"threads": torch.get_num_threads()}
 
     # 1. data loading alone: how fast the loader (workers, decode, warp, photometrics) can feed
-    loader = dm.train_dataloader()
+    batches = _cycle(dm.train_dataloader())
     starts, sizes = [], []
-    for _, batch in zip(range(n), _cycle(loader), strict=False):
+    for _, batch in zip(range(n), batches, strict=False):
         starts.append(time.perf_counter())
         sizes.append(int(batch["image"].shape[0]))
     result["loading"] = summarise_steps(starts, sizes, warmup, repeats)
-    preloaded = [_to(b, device) for _, b in zip(range(2), _cycle(loader), strict=False)]
-    del loader
+    preloaded = [_to(b, device) for _, b in zip(range(2), batches, strict=False)]
+    # stop these workers now: Lightning starts its own, and both sets alive would double the peak memory
+    batches.close()
+    gc.collect()
 
     module = _module(spec, device)
     result["infer_flops_per_image"] = count_flops(module, spec, device, train=False)
