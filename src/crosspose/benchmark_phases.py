@@ -115,7 +115,7 @@ def bf16_numerics(module: Any, batch: dict[str, torch.Tensor], device: torch.dev
     return {
         "loss_rel_diff": float((loss16 - loss32).abs() / loss32.abs().clamp(min=1e-12)),
         "heatmap_rel_rmse": float((maps16 - maps32).square().mean().sqrt() / maps32.square().mean().sqrt()),
-        "grad_cosine": float(torch.nn.functional.cosine_similarity(grad16, grad32, dim=0)),
+        "grad_cosine": min(1.0, float(torch.nn.functional.cosine_similarity(grad16, grad32, dim=0))),
     }
 
 
