@@ -251,6 +251,9 @@ def plot_data_efficiency(summary: Sequence[Mapping[str, Any]], metric: str, out_
         ax.errorbar(x, y, yerr=sd, marker="o", capsize=3, color="k" if label == "scratch" else f"C{i}",
                     linestyle="--" if label == "scratch" else "-", label=label)
     ax.set_xscale("log")
+    sizes = sorted({n for pts in series.values() for n, _, _ in pts})
+    ax.set_xticks(sizes, [str(int(n)) for n in sizes])
+    ax.xaxis.set_minor_locator(plt.NullLocator())
     ax.set_xlabel("human training instances")
     ax.set_ylabel(METRICS[metric][0])
     ax.set_title("Data efficiency (mean ± sd over seeds)")
