@@ -98,6 +98,7 @@ class PoseEstimationModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self._prepared = False
         self._eval_rows: list[torch.Tensor] = []
+        self._eval_loss = torch.zeros(2)
         self.transfer_summary: dict[str, Any] | None = None
         self.last_metrics: dict[str, Any] | None = None
 
@@ -167,9 +168,10 @@ class PoseEstimationModule(L.LightningModule):
     def _eval_step(self, batch: dict[str, torch.Tensor], prefix: str) -> None:
         outputs = self(batch["image"])
         if batch["keypoints"].shape[1] == self.hparams.num_keypoints:  # else: another skeleton, no loss
-            losses = self._losses(batch, outputs)
-            self.log(f"{prefix}/loss", losses["loss"], prog_bar=True, sync_dist=True,
-                     batch_size=batch["image"].shape[0])
+            n = batch["image"].shape[0]
+            # summed with its count, so unequal DDP shards still give the mean over all instances
+            self._eval_loss += torch.stack((self._losses(batch, outputs)["loss"].detach().float() * n,
+                                            torch.tensor(float(n), device=self.device)))
         decoded = to_original(self.codec.decode(outputs["heatmap"], outputs["locref"]), batch["to_original"])
         rows = torch.cat((batch["index"].view(-1, 1, 1).float().expand(-1, 1, 3), decoded.float()), dim=1)
         self._eval_rows.append(rows.detach())
@@ -184,6 +186,17 @@ class PoseEstimationModule(L.LightningModule):
         return {"index": batch["index"], "keypoints": self.predict_keypoints(batch)}
 
     # ------------------------------------------------------------ evaluation
+    def on_validation_epoch_start(self) -> None:
+        self._eval_loss = torch.zeros(2, device=self.device)
+
+    def on_test_epoch_start(self) -> None:
+        self._eval_loss = torch.zeros(2, device=self.device)
+
+    def _log_eval_loss(self, prefix: str) -> None:
+        total = self.trainer.strategy.reduce(self._eval_loss, reduce_op="sum")
+        if total[1] > 0:
+            self.log(f"{prefix}/loss", total[0] / total[1], prog_bar=True, rank_zero_only=False)
+
     def _collect_predictions(self, split: str) -> list[dict[str, Any]]:
         """Gather every rank's rows, keep each instance once, as COCO keypoint results."""
         local = torch.cat(self._eval_rows) if self._eval_rows else torch.zeros(
@@ -216,10 +229,12 @@ class PoseEstimationModule(L.LightningModule):
         if self.trainer.sanity_checking:
             self._eval_rows = []
             return
+        self._log_eval_loss("val")
         _, metrics = self._score("val")
         self.log_dict(summary_scalars(metrics, "val"), sync_dist=False, rank_zero_only=False)
 
     def on_test_epoch_end(self) -> None:
+        self._log_eval_loss("test")
         predictions, metrics = self._score("test")
         self.log_dict(summary_scalars(metrics, "test"), sync_dist=False, rank_zero_only=False)
         self.last_metrics = metrics
