@@ -53,3 +53,20 @@ def test_pretrained_offline_fails_with_a_clear_message(monkeypatch: pytest.Monke
 def test_unknown_backbone_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="not a timm ResNet"):
         PoseNetwork(num_keypoints=2, backbone="vit_base_patch16_224")
+
+
+def test_batchnorm_folded_inference_copy_predicts_the_same() -> None:
+    from crosspose.models.inference import inference_copy
+
+    net = PoseNetwork(num_keypoints=3, backbone="resnet18")
+    net.train()
+    net(torch.randint(0, 255, (4, 3, 64, 64), dtype=torch.uint8))  # non-trivial running statistics
+    net.eval()
+    folded = inference_copy(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = torch.randint(0, 255, (2, 3, 96, 96), dtype=torch.uint8)
+    with torch.no_grad():
+        a, b = net(x), folded(x.contiguous(memory_format=torch.channels_last))
+    for key in ("heatmap", "locref"):
+        assert torch.allclose(a[key], b[key], atol=1e-4, rtol=1e-3)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())  # the original is untouched

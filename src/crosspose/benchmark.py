@@ -473,7 +473,6 @@ def format_report(report: dict[str, Any]) -> str:
     stages = [("training: data loading alone", t.get("loading")), ("training: model step alone", t.get("model_step")),
               ("training: whole step (Lightning)", t.get("whole_step")),
               ("inference: model alone (forward + decode)", i.get("model")),
-              ("inference: model alone, BatchNorm folded (not in predict yet)", i.get("model_bn_folded")),
               ("inference: whole (read, crop, forward, decode)", i.get("whole"))]
     for name, st in stages:
         if st:

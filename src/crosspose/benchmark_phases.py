@@ -76,26 +76,6 @@ def count_flops(module: Any, spec: dict[str, Any], device: torch.device, train: 
     return float(counter.get_total_flops())
 
 
-def fold_batchnorm(module: torch.nn.Module) -> int:
-    """Fold every eval-mode BatchNorm that directly follows a convolution into it; returns how many.
-
-    timm ResNets keep each ``convN`` next to its ``bnN`` (and ``downsample`` is conv, bn), so
-    adjacent children are the pairs. Inference-only: the folded network cannot train its norms.
-    """
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    folded = 0
-    for parent in list(module.modules()):
-        names = list(parent._modules)
-        for a, b in zip(names, names[1:], strict=False):
-            conv, bn = parent._modules[a], parent._modules[b]
-            if isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d):
-                parent._modules[a] = fuse_conv_bn_eval(conv, bn)
-                parent._modules[b] = torch.nn.Identity()
-                folded += 1
-    return folded
-
-
 def bf16_numerics(module: Any, batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, float]:
     """How far a bf16-autocast step is from fp32 on one batch: loss, score maps, gradient direction."""
     def run(bf16: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -223,17 +203,12 @@ def infer_phase(spec: dict[str, Any]) -> dict[str, Any]:
             _sync(device)
             passes.append(time.perf_counter() - t0)
         batch = _to(next(iter(loader)), device)
+        # predict_step runs the BatchNorm-folded inference copy, as `crosspose predict` does
         model = _time_model(module, batch, spec["repeats"], device)
-        # what folding BatchNorm into the convolutions would give (not crosspose's predict path yet)
-        folded = fold_batchnorm(module.net)
-        if spec["channels_last"]:
-            module.net.to(memory_format=torch.channels_last)
-        model_folded = _time_model(module, batch, spec["repeats"], device) if folded else None
     bs = int(batch["image"].shape[0])
     return {
         "threads": torch.get_num_threads(), "images": images,
         "whole": summarise_passes(passes, images), "model": summarise_passes(model, bs),
-        "model_bn_folded": summarise_passes(model_folded, bs) if model_folded else None,
         "cuda_peak_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
     }
 
