@@ -44,6 +44,17 @@ def write_tiny_coco(folder: Path, count: int = 12, size: int = 96, seed: int = 0
 
 
 @pytest.fixture
+def one_torch_thread():
+    """Tiny convolutions on a shared 2-core machine: extra threads only wait for each other."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def tiny_coco(tmp_path: Path) -> Path:
     return write_tiny_coco(tmp_path / "tiny")
 

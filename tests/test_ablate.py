@@ -16,13 +16,7 @@ from crosspose import ablate
 from crosspose.cli import main
 from crosspose.data.coco import load_coco_keypoints
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _source_checkpoint(path: Path) -> Path:

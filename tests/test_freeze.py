@@ -32,13 +32,7 @@ def _is_frozen_name(name: str, level: str) -> bool:
     return any(name.startswith(_BODY + p) for p in _PREFIXES[level])
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # tiny convolutions on a shared 2-core machine: extra threads only wait for each other
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -126,6 +126,11 @@ def plot_roc(runs: Mapping[str, Mapping[str, Any]], out_png: Path) -> Path:
     ax.set_aspect("equal")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
+    return _save(plt, fig, out_png)
+
+
+def _save(plt: Any, fig: Any, out_png: Path) -> Path:
+    """Lay out, write and close a figure."""
     fig.tight_layout()
     fig.savefig(out_png)
     plt.close(fig)
@@ -151,10 +156,7 @@ def plot_confidence_histograms(runs: Mapping[str, Mapping[str, Any]], out_png: P
         ax.grid(alpha=0.3, axis="y")
         ax.legend(fontsize=8)
     fig.suptitle("Confidence of correct and incorrect keypoints (PCKh@0.5)")
-    fig.tight_layout()
-    fig.savefig(out_png)
-    plt.close(fig)
-    return out_png
+    return _save(plt, fig, out_png)
 
 
 def plot_pckh_per_joint(runs: Mapping[str, Mapping[str, Any]], out_png: Path) -> Path:
@@ -176,10 +178,7 @@ def plot_pckh_per_joint(runs: Mapping[str, Mapping[str, Any]], out_png: Path) ->
     ax.set_yticks(range(0, 101, 20))
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8, loc="upper center", ncol=n, frameon=False)
-    fig.tight_layout()
-    fig.savefig(out_png)
-    plt.close(fig)
-    return out_png
+    return _save(plt, fig, out_png)
 
 
 def write_report(
