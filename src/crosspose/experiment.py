@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import shutil
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -65,14 +64,13 @@ def _trainer(run_dir: Path, trainer: Mapping[str, Any], fit: bool) -> L.Trainer:
     return L.Trainer(**kwargs)
 
 
-def _finish(run_dir: Path, module: PoseEstimationModule, trainer: L.Trainer, seconds: float,
-            global_step: int) -> dict[str, Any]:
-    """Move the test outputs to the run folder root, with timing and the training step count."""
+def _finish(run_dir: Path, module: PoseEstimationModule, seconds: float, global_step: int) -> dict[str, Any]:
+    """Add timing and the training step count to the metrics.json the test wrote into ``run_dir``.
+
+    The test trainer has no logger, so its log folder is ``run_dir`` and predictions.json is already there.
+    """
     metrics = dict(module.last_metrics or {})
     metrics["run"] = {"seconds": round(seconds, 1), "global_step": global_step}
-    out = Path(trainer.log_dir or run_dir)
-    if out != run_dir and (out / "predictions.json").is_file():
-        shutil.move(str(out / "predictions.json"), run_dir / "predictions.json")
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     return metrics
 
@@ -108,7 +106,7 @@ def train_and_test(
     test_trainer = _trainer(run_dir, {k: v for k, v in trainer.items() if k in ("accelerator", "precision")},
                             fit=False)
     test_trainer.test(module, dm, ckpt_path=str(ckpt), verbose=False)
-    return _finish(run_dir, module, test_trainer, time.perf_counter() - start, int(fit_trainer.global_step))
+    return _finish(run_dir, module, time.perf_counter() - start, int(fit_trainer.global_step))
 
 
 def test_checkpoint(
@@ -127,4 +125,4 @@ def test_checkpoint(
     module = PoseEstimationModule.load_from_checkpoint(str(checkpoint), map_location="cpu", weights_only=True)
     test_trainer = _trainer(out_dir, dict(trainer or {}), fit=False)
     test_trainer.test(module, _datamodule(data), verbose=False)
-    return _finish(out_dir, module, test_trainer, time.perf_counter() - start, 0)
+    return _finish(out_dir, module, time.perf_counter() - start, 0)

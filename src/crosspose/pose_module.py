@@ -151,11 +151,6 @@ class PoseEstimationModule(L.LightningModule):
             images = images.contiguous(memory_format=torch.channels_last)
         return self.net(images)
 
-    def predict_keypoints(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """(B, K, 3): x, y in original image pixels and confidence."""
-        out = self(batch["image"])
-        return to_original(self.codec.decode(out["heatmap"], out["locref"]), batch["to_original"])
-
     def _losses(self, batch: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         targets = self.codec.encode(batch["keypoints"], batch["valid"], tuple(outputs["heatmap"].shape[-2:]))
         return pose_loss(outputs, targets, self.codec, self.hparams.locref_loss_weight)
