@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from crosspose.benchmark import main
+from crosspose.benchmark.run import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,8 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from crosspose.core.skeletons import MACAQUE, MPII
 from crosspose.data.synth import render_sample
-from crosspose.skeletons import MACAQUE, MPII
 
 _LEFT, _RIGHT, _CENTRE, _LIMB = (40, 110, 255), (255, 50, 40), (255, 230, 0), (60, 255, 90)
 

@@ -1,9 +1,9 @@
 """The ``crosspose`` command.
 
 Training commands (``fit``, ``validate``, ``test``, ``predict``) go to the LightningCLI in
-:mod:`crosspose.training_cli`; every other command is a module with ``configure_parser(parser)`` and
+:mod:`crosspose.training.cli`; every other command is a module with ``configure_parser(parser)`` and
 ``run(args) -> int``, imported only when called so that ``crosspose --help`` stays instant.
-Errors on user input (:class:`~crosspose.errors.CrossposeError`) print as one line, exit status 2.
+Errors on user input (:class:`~crosspose.core.errors.CrossposeError`) print as one line, exit status 2.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from crosspose.errors import CrossposeError
+from crosspose.core.errors import CrossposeError
 
 LIGHTNING_COMMANDS: dict[str, str] = {
     "fit": "train a model from a YAML config (--config, repeatable)",
@@ -29,9 +29,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("crosspose.data.synth.cli", "generate the procedural two-species data set"),
     "score": ("crosspose.evaluation.score", "score predictions against ground truth (the paper's metrics)"),
     "report": ("crosspose.evaluation.report", "compare metrics.json files: Table-1 markdown and plots"),
-    "demo": ("crosspose.demo", "the paper's experiment end to end on the synthetic data"),
-    "ablate": ("crosspose.ablate", "frozen-layer x data-size x seed ablation grid"),
-    "benchmark": ("crosspose.benchmark", "throughput side by side with DeepLabCut 3"),
+    "demo": ("crosspose.experiments.demo", "the paper's experiment end to end on the synthetic data"),
+    "ablate": ("crosspose.experiments.ablate", "frozen-layer x data-size x seed ablation grid"),
+    "benchmark": ("crosspose.benchmark.run", "throughput side by side with DeepLabCut 3"),
 }
 
 
@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=r".*litlogger.*")
     try:
         if command in LIGHTNING_COMMANDS:
-            from crosspose.training_cli import run_lightning_cli
+            from crosspose.training.cli import run_lightning_cli
 
             run_lightning_cli([command, *rest])
             return 0

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from crosspose.errors import DataFormatError
+from crosspose.core.errors import DataFormatError
 
 __all__ = ["CocoKeypoints", "load_coco_keypoints", "save_coco_keypoints", "bbox_from_keypoints", "split_by_image",
            "read_json_file"]

@@ -8,10 +8,10 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from crosspose.core.errors import ConfigError
 from crosspose.data.coco import CocoKeypoints, load_coco_keypoints
 from crosspose.data.dataset import ImageFolderDataset, InstanceDataset, ShardedEpochSampler
 from crosspose.data.transforms import Augmentation
-from crosspose.errors import ConfigError
 
 __all__ = ["PoseDataModule"]
 

@@ -17,10 +17,10 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset, Sampler
 
+from crosspose.core.errors import DataFormatError
+from crosspose.core.skeletons import flip_pairs_from_names
 from crosspose.data.coco import CocoKeypoints
 from crosspose.data.transforms import Augmentation, InstanceTransform, invert_affine, sample_seed
-from crosspose.errors import DataFormatError
-from crosspose.skeletons import flip_pairs_from_names
 
 __all__ = ["InstanceDataset", "ImageFolderDataset", "ShardedEpochSampler", "read_rgb", "IMAGE_SUFFIXES"]
 

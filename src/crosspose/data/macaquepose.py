@@ -31,9 +31,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from crosspose.core.errors import DataFormatError
+from crosspose.core.skeletons import MACAQUE, canonical_joint_name
 from crosspose.data.coco import bbox_from_keypoints, save_coco_keypoints
-from crosspose.errors import DataFormatError
-from crosspose.skeletons import MACAQUE, canonical_joint_name
 
 __all__ = [
     "CSV_HEADER",

@@ -35,9 +35,9 @@ from typing import Any
 
 import numpy as np
 
+from crosspose.core.errors import ConfigError, DataFormatError
+from crosspose.core.skeletons import MPII
 from crosspose.data.coco import bbox_from_keypoints, read_json_file, save_coco_keypoints
-from crosspose.errors import ConfigError, DataFormatError
-from crosspose.skeletons import MPII
 
 __all__ = [
     "NUM_JOINTS",

@@ -10,7 +10,7 @@ import argparse
 import re
 from pathlib import Path
 
-from crosspose.errors import ConfigError
+from crosspose.core.errors import ConfigError
 
 _MPII_EPILOG = """\
 images: the annotations alone convert (width/height are read from the image files that exist,

@@ -21,7 +21,7 @@ import albumentations as A
 import cv2
 import numpy as np
 
-from crosspose.skeletons import flip_permutation
+from crosspose.core.skeletons import flip_permutation
 
 __all__ = ["Augmentation", "InstanceTransform", "crop_matrix", "sample_seed"]
 

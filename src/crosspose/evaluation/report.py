@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from crosspose.core.errors import ConfigError, DataFormatError
 from crosspose.data.coco import CocoKeypoints, load_coco_keypoints
-from crosspose.errors import ConfigError, DataFormatError
 
 __all__ = ["load_metrics", "markdown_table", "write_report", "plot_roc", "plot_confidence_histograms",
            "plot_pckh_per_joint", "draw_predictions", "configure_parser", "run"]

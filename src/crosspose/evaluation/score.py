@@ -8,7 +8,7 @@ ground-truth person the prediction is for.
 Pairing. With ``annotation_id`` (on every prediction, or on none) each prediction is scored against
 that annotation. Without it, each image with a prediction must hold exactly one annotated instance
 and exactly one prediction. Every annotated instance (``CocoKeypoints.instances()``) must receive a
-prediction; anything else is a :class:`~crosspose.errors.DataFormatError` naming the entry.
+prediction; anything else is a :class:`~crosspose.core.errors.DataFormatError` naming the entry.
 
 Documented treatment of imperfect predictions: a ``NaN`` or ``null`` x or y means the joint was not
 predicted (confidence 0, never correct, left out of the localisation error); a ``NaN`` or ``null``
@@ -44,10 +44,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from crosspose.core.errors import ConfigError, DataFormatError
+from crosspose.core.skeletons import MACAQUE, MPII, SHARED_LIMB_JOINTS, SKELETONS, canonical_joint_name
 from crosspose.data.coco import CocoKeypoints, load_coco_keypoints
-from crosspose.errors import ConfigError, DataFormatError
 from crosspose.evaluation import metrics as M
-from crosspose.skeletons import MACAQUE, MPII, SHARED_LIMB_JOINTS, SKELETONS, canonical_joint_name
 
 __all__ = [
     "NORMALIZERS",

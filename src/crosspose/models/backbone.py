@@ -10,7 +10,7 @@ import timm
 import torch
 from torch import nn
 
-from crosspose.errors import ConfigError
+from crosspose.core.errors import ConfigError
 
 __all__ = ["ResNetBackbone", "STAGES"]
 

@@ -13,7 +13,7 @@ from typing import Literal, get_args
 from timm.layers import freeze_batch_norm_2d
 from torch import nn
 
-from crosspose.errors import ConfigError
+from crosspose.core.errors import ConfigError
 from crosspose.models.backbone import STAGES, ResNetBackbone
 
 __all__ = ["FreezeLevel", "FREEZE_LEVELS", "frozen_stages", "freeze_backbone"]

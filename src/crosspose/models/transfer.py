@@ -18,9 +18,9 @@ from typing import Any, Literal
 
 import torch
 
-from crosspose.errors import CheckpointError
+from crosspose.core.errors import CheckpointError
+from crosspose.core.skeletons import match_joints
 from crosspose.models.network import PoseNetwork
-from crosspose.skeletons import match_joints
 
 __all__ = ["HeadsMode", "read_checkpoint", "initialize_from_checkpoint", "METADATA_KEY"]
 

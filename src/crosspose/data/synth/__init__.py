@@ -31,8 +31,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from crosspose.core.errors import ConfigError
 from crosspose.data.synth.render import RenderedFigure, Sample, render_sample, sample_rng
-from crosspose.errors import ConfigError
 
 __all__ = [
     "generate",

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from crosspose.skeletons import MACAQUE, MPII
+from crosspose.core.skeletons import MACAQUE, MPII
 
 __all__ = ["Part", "Figure", "human_figure", "macaque_figure", "rotation", "HUMAN_POSES", "MACAQUE_POSES"]
 

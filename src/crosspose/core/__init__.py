@@ -1,0 +1,1 @@
+"""Core layer: errors, skeletons and heatmap codecs. Imports nothing else from crosspose."""

@@ -1,0 +1,1 @@
+"""Experiment layer: the demo and the ablation grid, built from training runs."""

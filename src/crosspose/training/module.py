@@ -1,0 +1,316 @@
+"""The LightningModule: DeeperCut-style training, evaluation with the paper's metrics, prediction."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import OptimizerCallable
+
+from crosspose.core.codecs import build_codec
+from crosspose.core.errors import ConfigError
+from crosspose.models.freeze import FreezeLevel, freeze_backbone
+from crosspose.models.inference import inference_copy
+from crosspose.models.network import NormMode, PoseNetwork
+from crosspose.models.transfer import METADATA_KEY, HeadsMode, initialize_from_checkpoint
+from crosspose.training.distributed import gather_rows
+from crosspose.training.losses import pose_loss
+from crosspose.training.schedulers import ScheduleName, build_scheduler
+
+__all__ = ["PoseEstimationModule", "to_original"]
+
+
+def to_original(points: torch.Tensor, to_original: torch.Tensor) -> torch.Tensor:
+    """(B, K, 3) input-pixel predictions -> original pixels with (B, 2, 3) affine matrices."""
+    xy = torch.einsum("bij,bkj->bki", to_original[:, :, :2].float(), points[..., :2].float())
+    xy = xy + to_original[:, None, :, 2].float()
+    return torch.cat((xy, points[..., 2:]), dim=-1)
+
+
+class PoseEstimationModule(L.LightningModule):
+    """Train, evaluate and run a DeeperCut-style pose network.
+
+    Args:
+        num_keypoints: J, the number of joints the heads predict (must match the data).
+        keypoint_names: joint names; taken from the data file when omitted (needed by ``heads: map``).
+        backbone: timm ResNet name.
+        pretrained: start from timm's ImageNet weights (downloads once; fails offline with a clear message).
+        norm: ``batch`` (BatchNorm statistics train) or ``frozen`` (DeeperCut: eval-mode statistics).
+        intermediate_supervision: extra score-map head and loss on stage 3.
+        heatmap: ``disk`` (DeeperCut, sigmoid cross-entropy) or ``gaussian`` (MSE).
+        radius: disk radius in input pixels (17); also the locref region.
+        sigma: Gaussian width in input pixels (default 2 * radius / 3).
+        locref_std: divisor of location-refinement targets (7.2801).
+        unannotated: ``negative`` (an unlabelled joint is an all-zero map) or ``ignore``.
+        locref_loss_weight: weight of the Huber locref term (0.05).
+        optimizer: injected optimizer (default SGD, lr 0.005, momentum 0.9); receives only trainable
+            parameters, in two groups: backbone and heads.
+        backbone_lr_scale: the backbone's learning rate relative to the heads'.
+        lr_schedule: ``deepercut`` multi-step, ``cosine`` with warm-up, or ``constant``.
+        warmup_steps: linear warm-up steps.
+        schedule_rescale: stretch DeeperCut's 1.03M-step boundaries to this run's length.
+        init_from: checkpoint to initialise from (transfer learning); weights only.
+        heads: ``reinit`` | ``keep`` | ``map`` (see crosspose.models.transfer).
+        freeze: freeze the backbone up to and including this part.
+        channels_last: NHWC memory format (faster convolutions on CPU and tensor cores).
+        compile: ``torch.compile`` the network.
+        pck_alpha: threshold of the validation PCK (PCKh@0.5 on MPII).
+    """
+
+    def __init__(
+        self,
+        num_keypoints: int,
+        keypoint_names: list[str] | None = None,
+        backbone: str = "resnet50",
+        pretrained: bool = False,
+        norm: NormMode = "batch",
+        intermediate_supervision: bool = False,
+        heatmap: Literal["disk", "gaussian"] = "disk",
+        radius: float = 17.0,
+        sigma: float | None = None,
+        locref_std: float = 7.2801,
+        unannotated: Literal["negative", "ignore"] = "negative",
+        locref_loss_weight: float = 0.05,
+        optimizer: OptimizerCallable | None = None,
+        backbone_lr_scale: float = 1.0,
+        lr_schedule: ScheduleName = "deepercut",
+        warmup_steps: int = 0,
+        schedule_rescale: bool = True,
+        init_from: str | None = None,
+        heads: HeadsMode = "reinit",
+        freeze: FreezeLevel = "none",
+        channels_last: bool = True,
+        compile: bool = False,
+        pck_alpha: float = 0.5,
+    ) -> None:
+        super().__init__()
+        if num_keypoints <= 0:
+            raise ConfigError(f"model.num_keypoints must be positive, got {num_keypoints}")
+        if keypoint_names is not None and len(keypoint_names) != num_keypoints:
+            raise ConfigError(f"model.keypoint_names has {len(keypoint_names)} names but "
+                              f"model.num_keypoints is {num_keypoints}")
+        self.save_hyperparameters(ignore=["optimizer"])
+        self.keypoint_names = list(keypoint_names) if keypoint_names else None
+        self.net = PoseNetwork(num_keypoints, backbone, pretrained, norm, intermediate_supervision)
+        self.codec = build_codec(heatmap, radius, sigma, locref_std, unannotated)
+        self.optimizer_factory = optimizer
+        self._prepared = False
+        self._eval_rows: list[torch.Tensor] = []
+        self._eval_loss = torch.zeros(2)
+        # a plain list, not an attribute: a Module attribute would join state_dict and parameters()
+        self._inference_net: list[torch.nn.Module] = []
+        self.transfer_summary: dict[str, Any] | None = None
+        self.last_metrics: dict[str, Any] | None = None
+
+    # ----------------------------------------------------------------- setup
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if dm is not None and hasattr(dm, "check_keypoints"):
+            dm.check_keypoints(self.hparams.num_keypoints, stage)
+            if self.keypoint_names is None and dm.keypoint_names is not None:
+                self.keypoint_names = list(dm.keypoint_names)
+        self.prepare_network(resuming=self._trainer is not None and self.trainer.ckpt_path is not None)
+
+    def prepare_network(self, resuming: bool = False) -> None:
+        """Apply ``init_from`` and ``freeze`` once (before any checkpoint restore or optimizer)."""
+        if self._prepared:
+            return
+        hp = self.hparams
+        if hp.init_from and not resuming:
+            self.transfer_summary = initialize_from_checkpoint(self.net, hp.init_from, hp.heads,
+                                                               self.keypoint_names)
+        if hp.freeze != "none":
+            freeze_backbone(self.net.backbone, hp.freeze)
+        if hp.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        if hp.compile:
+            self.net = torch.compile(self.net)  # type: ignore[assignment]
+        self._prepared = True
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[METADATA_KEY] = {
+            "backbone": self.hparams.backbone,
+            "num_keypoints": self.hparams.num_keypoints,
+            "keypoint_names": self.keypoint_names,
+            "freeze": self.hparams.freeze,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        meta = checkpoint.get(METADATA_KEY, {})
+        if self.keypoint_names is None and meta.get("keypoint_names"):
+            self.keypoint_names = list(meta["keypoint_names"])
+        # load_from_checkpoint builds a fresh module: give it the frozen layout the weights were saved in
+        self.prepare_network(resuming=True)
+
+    # --------------------------------------------------------------- forward
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.hparams.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return self.net(images)
+
+    def _losses(self, batch: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        targets = self.codec.encode(batch["keypoints"], batch["valid"], tuple(outputs["heatmap"].shape[-2:]))
+        return pose_loss(outputs, targets, self.codec, self.hparams.locref_loss_weight)
+
+    # ------------------------------------------------------------------ steps
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        losses = self._losses(batch, self(batch["image"]))
+        bs = batch["image"].shape[0]
+        self.log("train/loss", losses["loss"], prog_bar=True, batch_size=bs)
+        self.log_dict({f"train/{k}_loss": v for k, v in losses.items() if k != "loss"}, batch_size=bs)
+        return losses["loss"]
+
+    def _eval_step(self, batch: dict[str, torch.Tensor], prefix: str) -> None:
+        outputs = self(batch["image"])
+        if batch["keypoints"].shape[1] == self.hparams.num_keypoints:  # else: another skeleton, no loss
+            n = batch["image"].shape[0]
+            # summed with its count, so unequal DDP shards still give the mean over all instances
+            self._eval_loss += torch.stack((self._losses(batch, outputs)["loss"].detach().float() * n,
+                                            torch.tensor(float(n), device=self.device)))
+        decoded = to_original(self.codec.decode(outputs["heatmap"], outputs["locref"]), batch["to_original"])
+        rows = torch.cat((batch["index"].view(-1, 1, 1).float().expand(-1, 1, 3), decoded.float()), dim=1)
+        self._eval_rows.append(rows.detach())
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        """Keypoints in original pixels, from a copy of the network with BatchNorm folded (exact, faster)."""
+        if not self._inference_net:
+            self._inference_net.append(inference_copy(self.net, self.hparams.channels_last))
+        images = batch["image"]
+        if self.hparams.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        out = self._inference_net[0](images)
+        keypoints = to_original(self.codec.decode(out["heatmap"], out["locref"]), batch["to_original"])
+        return {"index": batch["index"], "keypoints": keypoints}
+
+    def on_predict_end(self) -> None:
+        self._inference_net.clear()  # weights may change after this (more training, another checkpoint)
+
+    def on_train_start(self) -> None:
+        self._inference_net.clear()
+
+    # ------------------------------------------------------------ evaluation
+    def on_validation_epoch_start(self) -> None:
+        self._eval_loss = torch.zeros(2, device=self.device)
+
+    def on_test_epoch_start(self) -> None:
+        self._eval_loss = torch.zeros(2, device=self.device)
+
+    def _log_eval_loss(self, prefix: str) -> None:
+        total = self.trainer.strategy.reduce(self._eval_loss, reduce_op="sum")
+        if total[1] > 0:
+            self.log(f"{prefix}/loss", total[0] / total[1], prog_bar=True, rank_zero_only=False)
+
+    def _collect_predictions(self, split: str) -> list[dict[str, Any]]:
+        """Gather every rank's rows, keep each instance once, as COCO keypoint results."""
+        local = torch.cat(self._eval_rows) if self._eval_rows else torch.zeros(
+            (0, self.hparams.num_keypoints + 1, 3), device=self.device)
+        self._eval_rows = []
+        rows = gather_rows(local).cpu()
+        dataset = self.trainer.datamodule.datasets[split]
+        seen: dict[int, torch.Tensor] = {}
+        for row in rows:
+            seen.setdefault(int(row[0, 0].item()), row[1:])
+        return [prediction_record(dataset, i, kp) for i, kp in sorted(seen.items())]
+
+    def _score(self, split: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        from crosspose.evaluation.score import evaluate
+
+        predictions = self._collect_predictions(split)
+        gt = self.trainer.datamodule.coco(split)
+        if len(predictions) < len(self.trainer.datamodule.datasets[split]):
+            # limit_*_batches / fast_dev_run: score the instances that were predicted, no others
+            gt = gt.subset(p["annotation_id"] for p in predictions)
+        other_skeleton = gt.num_keypoints != self.hparams.num_keypoints
+        if other_skeleton and not self.keypoint_names:
+            raise ConfigError(f"{gt.path}: the data has {gt.num_keypoints} keypoints, the model "
+                              f"{self.hparams.num_keypoints} and no keypoint names to match them by")
+        names = self.keypoint_names if other_skeleton else None
+        # COCO OKS (pycocotools) only for the final test, not every validation
+        return predictions, evaluate(gt, predictions, pred_keypoint_names=names, oks=None if split == "test" else False)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            self._eval_rows = []
+            return
+        self._log_eval_loss("val")
+        _, metrics = self._score("val")
+        self.log_dict(summary_scalars(metrics, "val"), sync_dist=False, rank_zero_only=False)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval_loss("test")
+        predictions, metrics = self._score("test")
+        self.log_dict(summary_scalars(metrics, "test"), sync_dist=False, rank_zero_only=False)
+        self.last_metrics = metrics
+        if self.trainer.is_global_zero:
+            out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+            write_evaluation(out_dir, predictions, metrics)
+
+    # ------------------------------------------------------------- optimizer
+    def configure_optimizers(self) -> dict[str, Any]:
+        head_params = [p for n, p in self.net.named_parameters() if p.requires_grad and not _is_backbone(n)]
+        backbone_params = [p for n, p in self.net.named_parameters() if p.requires_grad and _is_backbone(n)]
+        factory = self.optimizer_factory or (lambda params: torch.optim.SGD(params, lr=0.005, momentum=0.9))
+        groups: list[dict[str, Any]] = [{"params": head_params, "name": "heads"}]
+        if backbone_params:
+            groups.append({"params": backbone_params, "name": "backbone"})
+        optimizer = factory(groups)
+        if self.hparams.backbone_lr_scale != 1.0:
+            for group in optimizer.param_groups:
+                if group.get("name") == "backbone":
+                    group["lr"] *= self.hparams.backbone_lr_scale
+                    group["initial_lr"] = group["lr"]
+        total = int(self.trainer.estimated_stepping_batches) if self._trainer is not None else 1
+        scheduler = build_scheduler(optimizer, self.hparams.lr_schedule, max(total, 1),
+                                    self.hparams.warmup_steps, self.hparams.schedule_rescale)
+        if scheduler is None:
+            return {"optimizer": optimizer}
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def _is_backbone(name: str) -> bool:
+    return name.startswith(("backbone.", "_orig_mod.backbone."))
+
+
+def prediction_record(dataset: Any, index: int, keypoints: torch.Tensor) -> dict[str, Any]:
+    """One COCO keypoint result for instance ``index`` of an InstanceDataset."""
+    ann = dataset.annotation(index)
+    kp = keypoints.double()
+    return {
+        "image_id": ann["image_id"],
+        "category_id": ann.get("category_id", dataset.coco.category_id),
+        "annotation_id": ann.get("id"),
+        "keypoints": [round(float(v), 3) for v in kp.reshape(-1)],
+        "score": float(kp[:, 2].mean()),
+    }
+
+
+def summary_scalars(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
+    """The headline numbers of a metrics.json, for the logger and checkpoint monitoring."""
+    det, loc = metrics["detection"], metrics["localization"]
+    values = {
+        "pckh": metrics["pckh"]["mean"],
+        "f1": det["f1"],
+        "precision": det["precision"],
+        "recall": det["recall"],
+        "roc_auc": det["roc_auc"],
+        "rmse": loc["rmse"],
+    }
+    return {f"{prefix}/{k}": float(v) for k, v in values.items() if v is not None}
+
+
+def write_evaluation(out_dir: Path, predictions: list[dict[str, Any]], metrics: dict[str, Any]) -> None:
+    from crosspose.evaluation.score import write_metrics
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with (out_dir / "predictions.json").open("w", encoding="utf-8") as fh:
+        json.dump(predictions, fh)
+    write_metrics(metrics, out_dir / "metrics.json")
