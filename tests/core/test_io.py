@@ -1,0 +1,58 @@
+"""The atomic writer: complete or absent, never truncated; failures name the file and leave nothing."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from crosspose.core.io import atomic_path, atomic_write_json, atomic_write_text
+
+
+def test_writes_and_replaces_leaving_no_temp_files(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "metrics.json"
+    atomic_write_json(target, {"a": 1})
+    atomic_write_json(target, {"a": 2})
+    assert target.read_text() == '{\n "a": 2\n}'
+    assert sorted(p.name for p in target.parent.iterdir()) == ["metrics.json"]
+
+
+def test_a_failing_writer_keeps_the_old_file_and_removes_its_temp(tmp_path: Path) -> None:
+    target = tmp_path / "table.md"
+    atomic_write_text(target, "old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("writer died")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["table.md"]
+
+
+def test_temp_keeps_the_suffix_writers_choose_formats_by(tmp_path: Path) -> None:
+    with atomic_path(tmp_path / "video.mp4") as tmp:
+        assert tmp.suffix == ".mp4" and tmp.parent == tmp_path
+        tmp.write_bytes(b"x")
+
+
+def test_nan_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        atomic_write_json(tmp_path / "m.json", {"x": float("nan")})
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_folder_is_an_oserror_naming_the_file(tmp_path: Path) -> None:
+    tmp_path.chmod(0o500)
+    try:
+        with pytest.raises(OSError, match="metrics.json"):
+            atomic_write_text(tmp_path / "metrics.json", "x")
+    finally:
+        tmp_path.chmod(0o700)
+
+
+def test_unwritable_target_is_an_oserror_naming_it(tmp_path: Path) -> None:
+    blocker = tmp_path / "runs"
+    blocker.write_text("a file where a folder should be")
+    with pytest.raises(OSError, match=r"runs/metrics.json"):
+        atomic_write_text(blocker / "metrics.json", "x")
+    assert blocker.read_text() == "a file where a folder should be"
