@@ -9,7 +9,6 @@ confidences of correct and incorrect keypoints), ``pckh_per_joint.png``, and wit
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from collections.abc import Mapping, Sequence
 from os import PathLike
@@ -18,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from crosspose.core.errors import ConfigError, DataFormatError
+from crosspose.core.errors import ConfigError
 from crosspose.data.coco import CocoKeypoints, load_coco_keypoints
+from crosspose.evaluation.results import load_metrics
 
 __all__ = ["load_metrics", "markdown_table", "write_report", "plot_roc", "plot_confidence_histograms",
            "plot_pckh_per_joint", "draw_predictions", "configure_parser", "run"]
@@ -35,25 +35,6 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def load_metrics(source: str | PathLike[str] | Mapping[str, Any]) -> dict:
-    """A metrics.json content, from a dict or a file (a folder means its ``metrics.json``)."""
-    if isinstance(source, Mapping):
-        return dict(source)
-    path = Path(source)
-    if path.is_dir():
-        path = path / "metrics.json"
-    if not path.is_file():
-        raise DataFormatError(path, "file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataFormatError(path, f"not valid JSON ({exc.msg})") from None
-    missing = [k for k in ("pckh", "detection", "localization", "counts") if k not in (data or {})]
-    if not isinstance(data, dict) or missing:
-        raise DataFormatError(path, f"not a crosspose metrics.json (missing {', '.join(missing)})")
-    return data
 
 
 def _fmt(value: Any, digits: int = 2) -> str:

@@ -48,6 +48,7 @@ from crosspose.core.errors import ConfigError, DataFormatError
 from crosspose.core.skeletons import MACAQUE, MPII, SHARED_LIMB_JOINTS, SKELETONS, canonical_joint_name
 from crosspose.data.coco import CocoKeypoints, load_coco_keypoints
 from crosspose.evaluation import metrics as M
+from crosspose.evaluation.results import jsonable, write_metrics
 
 __all__ = [
     "NORMALIZERS",
@@ -57,7 +58,6 @@ __all__ = [
     "pair_predictions",
     "resolve_joints",
     "read_keypoint_names",
-    "write_metrics",
     "format_table",
     "configure_parser",
     "run",
@@ -384,19 +384,6 @@ def _oks(gt: CocoKeypoints, preds: Sequence[Mapping[str, Any]], pred_idx_full: d
             "note": "pycocotools COCOeval over all ground-truth keypoints"}
 
 
-def _jsonable(obj: Any) -> Any:
-    """NaN -> None and numpy scalars -> Python, so the dict is strict JSON."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def evaluate(
     gt: CocoKeypoints,
     predictions: Sequence[Mapping[str, Any]],
@@ -478,20 +465,10 @@ def evaluate(
         "oks": oks_result,
         "sources": {"gt": str(gt.path), "pred": str(source)},
     }
-    return _jsonable(result)
+    return jsonable(result)
 
 
 # ---------------------------------------------------------------------------------- output
-def write_metrics(metrics: Mapping[str, Any], path: str | PathLike[str]) -> Path:
-    """Write metrics.json (strict JSON, indented); creates the parent folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(_jsonable(dict(metrics)), indent=1, allow_nan=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
-
-
 def _f(value: Any, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 

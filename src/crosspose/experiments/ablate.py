@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import functools
-import importlib
 import json
 import math
 import os
@@ -47,6 +45,7 @@ import yaml
 
 from crosspose.core.errors import ConfigError
 from crosspose.data.coco import load_coco_keypoints, save_coco_keypoints
+from crosspose.evaluation.results import headline
 from crosspose.models.freeze import FREEZE_LEVELS
 
 __all__ = ["GridRun", "read_base_config", "grid", "write_subset", "summarize", "markdown_table",
@@ -101,22 +100,6 @@ def read_base_config(path: str | Path) -> dict[str, Any]:
     return out
 
 
-def _optimizer(spec: Any) -> Any:
-    """LightningCLI's ``{class_path, init_args}`` (or a bare class path) -> a ``functools.partial``."""
-    if spec is None or callable(spec):
-        return spec
-    if isinstance(spec, str):
-        spec = {"class_path": spec}
-    if not isinstance(spec, Mapping) or "class_path" not in spec:
-        raise ConfigError(f"model.optimizer must be a class path or {{class_path, init_args}}, got {spec!r}")
-    module, _, name = str(spec["class_path"]).rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module or "builtins"), name)
-    except (ImportError, AttributeError):
-        raise ConfigError(f"model.optimizer: cannot import {spec['class_path']!r}") from None
-    return functools.partial(cls, **dict(spec.get("init_args") or {}))
-
-
 def grid(arms: Sequence[str], freeze: Sequence[str], subsets: Sequence[int | None],
          seeds: Sequence[int]) -> list[GridRun]:
     """The runs, transfer before scratch, small subsets first."""
@@ -148,12 +131,6 @@ def write_subset(train_file: str | Path, n: int | None, seed: int, out: Path) ->
         images.append(record)
     return save_coco_keypoints(out, images, chosen, coco.category,
                                info={"description": f"{n} instances of {train_file} drawn with seed {seed}"})
-
-
-def _scalars(metrics: Mapping[str, Any]) -> dict[str, float | None]:
-    det, loc = metrics.get("detection", {}), metrics.get("localization", {})
-    return {"pckh": metrics.get("pckh", {}).get("mean"), "f1": det.get("f1"), "precision": det.get("precision"),
-            "recall": det.get("recall"), "roc_auc": det.get("roc_auc"), "rmse": loc.get("rmse")}
 
 
 def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
@@ -311,7 +288,6 @@ def run_ablation(
     _check_same_base(out, base, str(test_file))
     for key in _DROPPED_TRAINER_KEYS:
         trainer.pop(key, None)
-    model["optimizer"] = _optimizer(model.get("optimizer"))
 
     cells = grid(arms, freeze, subsets, seeds)
     rows: list[dict[str, Any]] = []
@@ -330,9 +306,10 @@ def run_ablation(
             run_model.pop("heads", None)
         run_data = {**data, "train_file": str(train_file), "test_file": str(test_file), "seed": cell.seed}
         metrics = (load_run_metrics(run_dir) if reused else
-                   train_and_test(run_dir, run_model, run_data, trainer, seed=cell.seed))
+                   train_and_test(run_dir, {"seed_everything": cell.seed, "model": run_model,
+                                           "data": run_data, "trainer": trainer}))
         row = {"arm": cell.arm, "freeze": cell.freeze, "subset": cell.subset, "seed": cell.seed,
-               **_scalars(metrics), "seconds": metrics.get("run", {}).get("seconds"), "run_dir": str(run_dir)}
+               **headline(metrics), "seconds": metrics.get("run", {}).get("seconds"), "run_dir": str(run_dir)}
         rows.append(row)
         took = "reused" if reused else f"done in {row['seconds'] or 0:.0f} s"
         print(f"{tag}: {took}, PCKh@0.5 {row['pckh']:.1f}, F1 {row['f1']:.3f}", flush=True)

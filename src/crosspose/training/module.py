@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,6 +12,7 @@ from lightning.pytorch.cli import OptimizerCallable
 
 from crosspose.core.codecs import build_codec
 from crosspose.core.errors import ConfigError
+from crosspose.evaluation.results import headline, write_metrics, write_prediction_records
 from crosspose.models.freeze import FreezeLevel, freeze_backbone
 from crosspose.models.inference import inference_copy
 from crosspose.models.network import NormMode, PoseNetwork
@@ -21,6 +22,8 @@ from crosspose.training.losses import pose_loss
 from crosspose.training.schedulers import ScheduleName, build_scheduler
 
 __all__ = ["PoseEstimationModule", "to_original"]
+
+log = logging.getLogger("crosspose")
 
 
 def to_original(points: torch.Tensor, to_original: torch.Tensor) -> torch.Tensor:
@@ -58,7 +61,13 @@ class PoseEstimationModule(L.LightningModule):
         channels_last: NHWC memory format (faster convolutions on CPU and tensor cores).
         compile: ``torch.compile`` the network.
         pck_alpha: threshold of the validation PCK (PCKh@0.5 on MPII).
+
+    Attributes:
+        monitor, mode: the metric that selects ``best.ckpt`` and how (read by the checkpoint code).
     """
+
+    monitor = "val/pckh"
+    mode = "max"
 
     def __init__(
         self,
@@ -104,6 +113,8 @@ class PoseEstimationModule(L.LightningModule):
         self._inference_net: list[torch.nn.Module] = []
         self.transfer_summary: dict[str, Any] | None = None
         self.last_metrics: dict[str, Any] | None = None
+        self.last_predictions: list[dict[str, Any]] | None = None
+        self.loaded_step: int | None = None  # global step of the checkpoint the weights came from
 
     # ----------------------------------------------------------------- setup
     def setup(self, stage: str) -> None:
@@ -140,6 +151,7 @@ class PoseEstimationModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         meta = checkpoint.get(METADATA_KEY, {})
+        self.loaded_step = checkpoint.get("global_step")
         if self.keypoint_names is None and meta.get("keypoint_names"):
             self.keypoint_names = list(meta["keypoint_names"])
         # load_from_checkpoint builds a fresh module: give it the frozen layout the weights were saved in
@@ -243,16 +255,22 @@ class PoseEstimationModule(L.LightningModule):
             return
         self._log_eval_loss("val")
         _, metrics = self._score("val")
-        self.log_dict(summary_scalars(metrics, "val"), sync_dist=False, rank_zero_only=False)
+        scalars = _loggable(headline(metrics, prefix="val/"))
+        if self.monitor in scalars:  # the metric that selects best.ckpt, on the progress bar
+            self.log(self.monitor, scalars.pop(self.monitor), prog_bar=True, rank_zero_only=False)
+        self.log_dict(scalars, sync_dist=False, rank_zero_only=False)
 
     def on_test_epoch_end(self) -> None:
         self._log_eval_loss("test")
         predictions, metrics = self._score("test")
-        self.log_dict(summary_scalars(metrics, "test"), sync_dist=False, rank_zero_only=False)
-        self.last_metrics = metrics
+        self.log_dict(_loggable(headline(metrics, prefix="test/")), sync_dist=False, rank_zero_only=False)
+        metrics["source"] = {"checkpoint": self.trainer.ckpt_path, "global_step": self.loaded_step,
+                             "data_file": str(self.trainer.datamodule.coco("test").path)}
+        self.last_metrics, self.last_predictions = metrics, predictions
         if self.trainer.is_global_zero:
             out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
             write_evaluation(out_dir, predictions, metrics)
+            log.info("wrote %s and %s", out_dir / "predictions.json", out_dir / "metrics.json")
 
     # ------------------------------------------------------------- optimizer
     def configure_optimizers(self) -> dict[str, Any]:
@@ -276,6 +294,11 @@ class PoseEstimationModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
+def _loggable(values: dict[str, float | None]) -> dict[str, float]:
+    """Headline numbers the logger can take (an uncomputable one, ``None``, is left out)."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
 def _is_backbone(name: str) -> bool:
     return name.startswith(("backbone.", "_orig_mod.backbone."))
 
@@ -293,24 +316,6 @@ def prediction_record(dataset: Any, index: int, keypoints: torch.Tensor) -> dict
     }
 
 
-def summary_scalars(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
-    """The headline numbers of a metrics.json, for the logger and checkpoint monitoring."""
-    det, loc = metrics["detection"], metrics["localization"]
-    values = {
-        "pckh": metrics["pckh"]["mean"],
-        "f1": det["f1"],
-        "precision": det["precision"],
-        "recall": det["recall"],
-        "roc_auc": det["roc_auc"],
-        "rmse": loc["rmse"],
-    }
-    return {f"{prefix}/{k}": float(v) for k, v in values.items() if v is not None}
-
-
 def write_evaluation(out_dir: Path, predictions: list[dict[str, Any]], metrics: dict[str, Any]) -> None:
-    from crosspose.evaluation.score import write_metrics
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with (out_dir / "predictions.json").open("w", encoding="utf-8") as fh:
-        json.dump(predictions, fh)
-    write_metrics(metrics, out_dir / "metrics.json")
+    write_prediction_records(predictions, out_dir / "predictions.json")
+    write_metrics(metrics, out_dir / "metrics.json")  # last: its presence marks a finished evaluation
