@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 import warnings
@@ -44,6 +45,12 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def _first_line(text: str) -> str:
+    """jsonargparse nests the reason under several lines of context: keep the most specific line."""
+    lines = [ln.strip(" -").rstrip(":") for ln in text.strip().splitlines() if ln.strip(" -")]
+    return ": ".join(lines[:1] + [ln for ln in lines[1:] if "Expected" in ln or "Not a" in ln][:1]) or text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
@@ -60,6 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=r".*callbacks used to create the checkpoint.*")
     warnings.filterwarnings("ignore", message=r".*litlogger.*")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # our modules log their progress lines
     try:
         if command in LIGHTNING_COMMANDS:
             from crosspose.training.cli import run_lightning_cli
@@ -73,6 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(module.run(parser.parse_args(rest)) or 0)
     except CrossposeError as exc:
         print(f"crosspose {command}: error: {exc}", file=sys.stderr)
+        return 2
+    except argparse.ArgumentError as exc:  # jsonargparse's too: a wrong option name or type
+        print(f"crosspose {command}: error: {_first_line(str(exc))} (see crosspose {command} --help)",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"crosspose {command}: interrupted", file=sys.stderr)

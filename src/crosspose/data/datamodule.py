@@ -11,7 +11,8 @@ from torch.utils.data import DataLoader
 from crosspose.core.errors import ConfigError
 from crosspose.data.coco import CocoKeypoints, load_coco_keypoints
 from crosspose.data.dataset import ImageFolderDataset, InstanceDataset, ShardedEpochSampler
-from crosspose.data.transforms import Augmentation
+from crosspose.core.validate import non_negative, positive
+from crosspose.data.transforms import Augmentation, check_augmentation
 
 __all__ = ["PoseDataModule"]
 
@@ -64,6 +65,16 @@ class PoseDataModule(L.LightningDataModule):
         if len(hw) != 2 or any(v <= 0 or v % 16 for v in hw):
             raise ConfigError(f"data.input_size must be positive multiples of 16 (output stride), got {input_size}")
         self.input_hw: tuple[int, int] = (int(hw[0]), int(hw[1]))
+        positive("data.padding", padding)
+        positive("data.batch_size", batch_size)
+        if eval_batch_size is not None:
+            positive("data.eval_batch_size", eval_batch_size)
+        non_negative("data.num_workers", num_workers)
+        for split, f in (("train", train_file), ("val", val_file), ("test", test_file), ("predict", predict_file)):
+            if f is not None and not str(f).strip():
+                raise ConfigError(f"data.{split}_file is empty (give a COCO file or leave it out)")
+        if augmentation is not None:
+            check_augmentation(augmentation)
         self.files = {"train": train_file, "val": val_file, "test": test_file, "predict": predict_file}
         self.image_root = image_root
         self.padding = padding

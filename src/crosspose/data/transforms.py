@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from crosspose.core.skeletons import flip_permutation
+from crosspose.core.validate import non_negative, probability, value_range
 
 __all__ = ["Augmentation", "InstanceTransform", "crop_matrix", "sample_seed"]
 
@@ -52,6 +53,17 @@ class Augmentation:
     color_p: float = 0.5
     blur_p: float = 0.2
     noise_p: float = 0.1
+
+
+def check_augmentation(aug: Augmentation) -> Augmentation:
+    """Every augmentation setting in range, or a ConfigError naming it (``data.augmentation.<field>``)."""
+    name = "data.augmentation."
+    value_range(name + "scale", aug.scale, low=1e-3)
+    non_negative(name + "rotation", aug.rotation)
+    non_negative(name + "translate", aug.translate)
+    for field in ("rotation_p", "flip_p", "color_p", "blur_p", "noise_p"):
+        probability(name + field, getattr(aug, field))
+    return aug
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:

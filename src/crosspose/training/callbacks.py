@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,45 @@ from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
-__all__ = ["StepProgressBar", "ValidationLine", "next_log_version", "run_callbacks", "run_loggers"]
+__all__ = ["StepProgressBar", "ValidationLine", "configure_logging", "next_log_version", "run_callbacks",
+           "run_loggers"]
 
 log = logging.getLogger("crosspose")
+
+
+class _NoTips(logging.Filter):
+    """Drop Lightning's advertising lines ("Tip: ... try installing litlogger/litmodels")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("Tip:" in message or "litlogger" in message or "litmodels" in message)
+
+
+class _TqdmHandler(logging.Handler):
+    """Log lines printed through tqdm, so they do not break a progress bar in the middle."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # logging must never raise
+            self.handleError(record)
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """crosspose's log lines on stderr (through tqdm); Lightning's tips silenced. Idempotent."""
+    logger = logging.getLogger("crosspose")
+    if not any(isinstance(h, _TqdmHandler) for h in logger.handlers):
+        handler = _TqdmHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = False
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        target = logging.getLogger(name)
+        if not any(isinstance(f, _NoTips) for f in target.filters):
+            target.addFilter(_NoTips())
 
 
 def run_checkpoints(dirpath: Path, monitor: str = "val/pckh", mode: str = "max") -> list[ModelCheckpoint]:

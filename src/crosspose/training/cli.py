@@ -18,7 +18,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from crosspose.data.datamodule import PoseDataModule
-from crosspose.training.callbacks import run_callbacks, run_loggers
+from crosspose.training.callbacks import configure_logging, run_callbacks, run_loggers
 from crosspose.training.module import PoseEstimationModule
 
 __all__ = ["CrossposeCLI", "run_lightning_cli", "trainer_defaults"]
@@ -42,6 +42,7 @@ class CrossposeCLI(LightningCLI):
     """LightningCLI with crosspose's run-folder layout and checkpoints."""
 
     def __init__(self, args: Sequence[str] | dict[str, Any] | None = None, run: bool = True) -> None:
+        configure_logging()
         super().__init__(
             PoseEstimationModule,
             PoseDataModule,
@@ -51,7 +52,7 @@ class CrossposeCLI(LightningCLI):
             auto_configure_optimizers=False,  # the optimizer is injected into the model
             args=args if args is None or isinstance(args, dict) else list(args),
             run=run,
-            parser_kwargs={"default_env": False},
+            parser_kwargs={"default_env": False, "exit_on_error": False},  # errors reach cli.main: one line
         )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:

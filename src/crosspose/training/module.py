@@ -12,6 +12,7 @@ from lightning.pytorch.cli import OptimizerCallable
 
 from crosspose.core.codecs import build_codec
 from crosspose.core.errors import ConfigError
+from crosspose.core.validate import non_negative, positive
 from crosspose.evaluation.results import headline, write_metrics, write_prediction_records
 from crosspose.models.freeze import FreezeLevel, freeze_backbone
 from crosspose.models.inference import inference_copy
@@ -101,6 +102,17 @@ class PoseEstimationModule(L.LightningModule):
         if keypoint_names is not None and len(keypoint_names) != num_keypoints:
             raise ConfigError(f"model.keypoint_names has {len(keypoint_names)} names but "
                               f"model.num_keypoints is {num_keypoints}")
+        positive("model.radius", radius)
+        if sigma is not None:
+            positive("model.sigma", sigma)
+        positive("model.locref_std", locref_std)
+        non_negative("model.locref_loss_weight", locref_loss_weight)
+        non_negative("model.backbone_lr_scale", backbone_lr_scale)
+        non_negative("model.warmup_steps", warmup_steps)
+        if not 0 < pck_alpha <= 1:
+            raise ConfigError(f"model.pck_alpha must be in (0, 1], got {pck_alpha}")
+        if init_from is not None and not str(init_from).strip():
+            raise ConfigError("model.init_from is empty (give a checkpoint path or leave it out)")
         self.save_hyperparameters(ignore=["optimizer"])
         self.keypoint_names = list(keypoint_names) if keypoint_names else None
         self.net = PoseNetwork(num_keypoints, backbone, pretrained, norm, intermediate_supervision)
@@ -280,7 +292,10 @@ class PoseEstimationModule(L.LightningModule):
         groups: list[dict[str, Any]] = [{"params": head_params, "name": "heads"}]
         if backbone_params:
             groups.append({"params": backbone_params, "name": "backbone"})
-        optimizer = factory(groups)
+        try:
+            optimizer = factory(groups)
+        except ValueError as exc:  # torch's own checks: "Invalid learning rate: -1.0", ...
+            raise ConfigError(f"model.optimizer: {exc}") from None
         if self.hparams.backbone_lr_scale != 1.0:
             for group in optimizer.param_groups:
                 if group.get("name") == "backbone":
