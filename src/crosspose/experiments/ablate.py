@@ -87,7 +87,7 @@ def read_base_config(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(cfg, dict):
         raise ConfigError(f"{path}: expected a mapping with model/data/trainer sections")
-    unknown = set(cfg) - {"model", "data", "trainer", "seed_everything", "ckpt_path"}
+    unknown = set(cfg) - {"model", "data", "trainer", "seed_everything", "ckpt_path", "experiment"}
     if unknown:
         raise ConfigError(f"{path}: unknown top-level keys {sorted(unknown)} (a `crosspose fit` config "
                           "has model, data, trainer)")
