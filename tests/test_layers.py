@@ -63,6 +63,6 @@ def test_imports_run_down_the_layers() -> None:
 
 def test_the_layers_import_on_their_own() -> None:
     import crosspose.experiments
-    import crosspose.training  # noqa: F401
+    import crosspose.training
 
     assert crosspose.experiments.__name__ == "crosspose.experiments"

@@ -46,12 +46,13 @@ def _usage() -> str:
 
 
 def _first_line(text: str) -> str:
-    """jsonargparse nests the reason under several lines of context: keep the most specific line."""
+    """Jsonargparse nests the reason under several lines of context: keep the most specific line."""
     lines = [ln.strip(" -").rstrip(":") for ln in text.strip().splitlines() if ln.strip(" -")]
     return ": ".join(lines[:1] + [ln for ln in lines[1:] if "Expected" in ln or "Not a" in ln][:1]) or text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``crosspose COMMAND ...``; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         print(_usage())

@@ -370,7 +370,7 @@ def test_pairing_by_annotation_id_on_multi_person_images(tmp_path):
     assert evaluate(gt, preds)["pckh"]["mean"] == 100.0
     with pytest.raises(DataFormatError, match="annotation_id"):   # pairing needed
         evaluate(gt, _preds_from_gt(gt_path))
-    dup = preds + [preds[0]]
+    dup = [*preds, preds[0]]
     with pytest.raises(DataFormatError, match="second prediction"):
         evaluate(gt, dup)
     mixed = [dict(preds[0])] + [{k: v for k, v in p.items() if k != "annotation_id"} for p in preds[1:]]

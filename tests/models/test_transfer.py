@@ -93,7 +93,7 @@ def test_keep_copies_heads_and_refuses_another_keypoint_count(source_checkpoint:
 
 
 def test_other_backbone_is_one_clear_error(source_checkpoint: Path) -> None:
-    with pytest.raises(CheckpointError, match="backbone is 'resnet18'.*'resnet34'"):
+    with pytest.raises(CheckpointError, match=r"backbone is 'resnet18'.*'resnet34'"):
         _target(source_checkpoint, "reinit", backbone="resnet34")
 
 

@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
-    "Skeleton",
-    "MPII",
     "MACAQUE",
-    "SKELETONS",
+    "MPII",
     "SHARED_LIMB_JOINTS",
+    "SKELETONS",
+    "Skeleton",
     "canonical_joint_name",
     "flip_pairs_from_names",
     "flip_permutation",
@@ -140,6 +140,7 @@ SHARED_LIMB_JOINTS: tuple[str, ...] = tuple(
 
 
 def get_skeleton(name: str) -> Skeleton:
+    """A built-in skeleton by name (``mpii``, ``macaque``, ...); ConfigError names the choices."""
     try:
         return SKELETONS[name.lower()]
     except KeyError:

@@ -27,8 +27,14 @@ import numpy as np
 
 from crosspose.core.errors import DataFormatError
 
-__all__ = ["CocoKeypoints", "load_coco_keypoints", "save_coco_keypoints", "bbox_from_keypoints", "split_by_image",
-           "read_json_file"]
+__all__ = [
+    "CocoKeypoints",
+    "bbox_from_keypoints",
+    "load_coco_keypoints",
+    "read_json_file",
+    "save_coco_keypoints",
+    "split_by_image",
+]
 
 
 @dataclass

@@ -9,9 +9,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from crosspose.core.errors import ConfigError
+from crosspose.core.validate import non_negative, positive
 from crosspose.data.coco import CocoKeypoints, load_coco_keypoints
 from crosspose.data.dataset import ImageFolderDataset, InstanceDataset, ShardedEpochSampler
-from crosspose.core.validate import non_negative, positive
 from crosspose.data.transforms import Augmentation, check_augmentation
 
 __all__ = ["PoseDataModule"]

@@ -22,7 +22,7 @@ from crosspose.core.skeletons import flip_pairs_from_names
 from crosspose.data.coco import CocoKeypoints
 from crosspose.data.transforms import Augmentation, InstanceTransform, invert_affine, sample_seed
 
-__all__ = ["InstanceDataset", "ImageFolderDataset", "ShardedEpochSampler", "read_rgb", "IMAGE_SUFFIXES"]
+__all__ = ["IMAGE_SUFFIXES", "ImageFolderDataset", "InstanceDataset", "ShardedEpochSampler", "read_rgb"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 

@@ -21,14 +21,23 @@ from crosspose.core.errors import ConfigError
 from crosspose.data.coco import CocoKeypoints, load_coco_keypoints
 from crosspose.evaluation.results import load_metrics
 
-__all__ = ["load_metrics", "markdown_table", "write_report", "plot_roc", "plot_confidence_histograms",
-           "plot_pckh_per_joint", "draw_predictions", "configure_parser", "run"]
+__all__ = [
+    "configure_parser",
+    "draw_predictions",
+    "load_metrics",
+    "markdown_table",
+    "plot_confidence_histograms",
+    "plot_pckh_per_joint",
+    "plot_roc",
+    "run",
+    "write_report",
+]
 
 _GT_COLOR = "#1a9850"
 _PRED_COLOR = "#d73027"
 
 
-def _pyplot():
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")  # files only, never a window

@@ -168,8 +168,10 @@ def load_metrics(source: str | PathLike[str] | Mapping[str, Any]) -> Metrics:
 
 
 def load_prediction_records(path: str | PathLike[str]) -> list[PredictionRecord]:
-    """A predictions.json, checked for the COCO results shape (use ``score.load_predictions`` to also
-    check it against a ground-truth file)."""
+    """A predictions.json, checked for the COCO results shape.
+
+    ``score.load_predictions`` also checks it against a ground-truth file.
+    """
     path = Path(path)
     data = _read_json(path, "a JSON list of COCO keypoint results")
     if not isinstance(data, list):

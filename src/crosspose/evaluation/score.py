@@ -52,15 +52,15 @@ from crosspose.evaluation.results import jsonable, write_metrics
 
 __all__ = [
     "NORMALIZERS",
-    "evaluate",
-    "load_predictions",
-    "validate_predictions",
-    "pair_predictions",
-    "resolve_joints",
-    "read_keypoint_names",
-    "format_table",
     "configure_parser",
+    "evaluate",
+    "format_table",
+    "load_predictions",
+    "pair_predictions",
+    "read_keypoint_names",
+    "resolve_joints",
     "run",
+    "validate_predictions",
 ]
 
 METRICS_FORMAT = "crosspose-metrics/1"
@@ -79,7 +79,7 @@ _MPII_EXCLUDED = ("pelvis", "thorax")
 
 # ----------------------------------------------------------------------------------------- input
 def _number_or_nan(value: Any) -> float | None:
-    """float for a finite number, NaN for NaN/null, None for anything unacceptable."""
+    """Float for a finite number, NaN for NaN/null, None for anything unacceptable."""
     if value is None:
         return math.nan
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -460,7 +460,7 @@ def evaluate(
         "counts": {
             "instances": len(anns), "joints": len(names), "present": int(present.sum()),
             "correct": int(correct.sum()), "accepted": int(detection["accepted"]),
-            "predicted": int(predicted.sum()), "samples": int(len(y)),
+            "predicted": int(predicted.sum()), "samples": len(y),
         },
         "oks": oks_result,
         "sources": {"gt": str(gt.path), "pred": str(source)},
@@ -482,7 +482,7 @@ def format_table(metrics: Mapping[str, Any]) -> str:
         f"person scale: {metrics['person_scale']['description']}; absent joints: {metrics['absent']}",
         "",
     ]
-    groups = list(p["groups"].items()) + [("Mean", p["mean"]), ("@0.1", p["at_0_1"]), ("AUC", p["auc"])]
+    groups = [*list(p["groups"].items()), ("Mean", p["mean"]), ("@0.1", p["at_0_1"]), ("AUC", p["auc"])]
     width = max(7, *(len(g) + 1 for g, _ in groups))
     lines.append(f"PCKh@{p['alpha']:<4}" + "".join(f"{g:>{width}}" for g, _ in groups))
     lines.append(" " * 9 + "".join(f"{_f(v):>{width}}" for _, v in groups))

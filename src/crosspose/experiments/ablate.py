@@ -48,8 +48,19 @@ from crosspose.data.coco import load_coco_keypoints, save_coco_keypoints
 from crosspose.evaluation.results import headline
 from crosspose.models.freeze import FREEZE_LEVELS
 
-__all__ = ["GridRun", "read_base_config", "grid", "write_subset", "summarize", "markdown_table",
-           "plot_freeze", "plot_data_efficiency", "run_ablation", "configure_parser", "run"]
+__all__ = [
+    "GridRun",
+    "configure_parser",
+    "grid",
+    "markdown_table",
+    "plot_data_efficiency",
+    "plot_freeze",
+    "read_base_config",
+    "run",
+    "run_ablation",
+    "summarize",
+    "write_subset",
+]
 
 ARMS = ("transfer", "scratch")
 METRICS: dict[str, tuple[str, bool]] = {  # name -> (label, higher is better)
@@ -172,7 +183,7 @@ def markdown_table(summary: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _pyplot():
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")  # files only, never a window

@@ -12,7 +12,7 @@ from torch import nn
 
 from crosspose.core.errors import ConfigError
 
-__all__ = ["ResNetBackbone", "STAGES"]
+__all__ = ["STAGES", "ResNetBackbone"]
 
 STAGES: tuple[str, ...] = ("stem", "stage1", "stage2", "stage3", "stage4")
 """Freezable parts in forward order; ``stem`` is conv1 + bn1, ``stageN`` is timm's ``layerN``."""

@@ -16,7 +16,7 @@ from torch import nn
 from crosspose.core.errors import ConfigError
 from crosspose.models.backbone import STAGES, ResNetBackbone
 
-__all__ = ["FreezeLevel", "FREEZE_LEVELS", "frozen_stages", "freeze_backbone"]
+__all__ = ["FREEZE_LEVELS", "FreezeLevel", "freeze_backbone", "frozen_stages"]
 
 FreezeLevel = Literal["none", "stem", "stage1", "stage2", "stage3", "stage4", "backbone"]
 FREEZE_LEVELS: tuple[str, ...] = get_args(FreezeLevel)

@@ -10,7 +10,7 @@ from torch import nn
 from crosspose.models.backbone import ResNetBackbone
 from crosspose.models.heads import DeconvHead
 
-__all__ = ["PoseNetwork", "NormMode"]
+__all__ = ["NormMode", "PoseNetwork"]
 
 NormMode = Literal["batch", "frozen"]
 

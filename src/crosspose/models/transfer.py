@@ -22,7 +22,7 @@ from crosspose.core.errors import CheckpointError
 from crosspose.core.skeletons import match_joints
 from crosspose.models.network import PoseNetwork
 
-__all__ = ["HeadsMode", "read_checkpoint", "initialize_from_checkpoint", "METADATA_KEY"]
+__all__ = ["METADATA_KEY", "HeadsMode", "initialize_from_checkpoint", "read_checkpoint"]
 
 HeadsMode = Literal["reinit", "keep", "map"]
 METADATA_KEY = "crosspose"

@@ -50,7 +50,7 @@ class _TqdmHandler(logging.Handler):
 
 
 def configure_logging(level: int = logging.INFO) -> None:
-    """crosspose's log lines on stderr (through tqdm); Lightning's tips silenced. Idempotent."""
+    """Crosspose's log lines on stderr (through tqdm); Lightning's tips silenced. Idempotent."""
     logger = logging.getLogger("crosspose")
     if not any(isinstance(h, _TqdmHandler) for h in logger.handlers):
         handler = _TqdmHandler()
