@@ -41,6 +41,8 @@ class PoseDataModule(L.LightningDataModule):
         augmentation: training augmentation.
         seed: seed of shuffling and augmentation (independent of the model seed).
         pin_memory: pinned host memory for faster host-to-device copies (used only with a GPU).
+        categories: species to use from files with several keypoint categories sharing one keypoint
+            list (AP-10K, Animal-Pose): category ids, names or supercategories; default all.
     """
 
     def __init__(
@@ -58,6 +60,7 @@ class PoseDataModule(L.LightningDataModule):
         augmentation: Augmentation | None = None,
         seed: int = 0,
         pin_memory: bool = True,
+        categories: list[str] | str | None = None,
     ) -> None:
         super().__init__()
         hw = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
@@ -73,6 +76,7 @@ class PoseDataModule(L.LightningDataModule):
         self.augmentation = augmentation if augmentation is not None else Augmentation()
         self.seed = seed
         self.pin_memory = pin_memory
+        self.categories = categories
         self.datasets: dict[str, InstanceDataset | ImageFolderDataset] = {}
         self._cocos: dict[str, CocoKeypoints] = {}
 
@@ -82,7 +86,7 @@ class PoseDataModule(L.LightningDataModule):
             f = self.files[split]
             if f is None:
                 raise ConfigError(f"no data.{split}_file given")
-            self._cocos[split] = load_coco_keypoints(f, self.image_root)
+            self._cocos[split] = load_coco_keypoints(f, self.image_root, categories=self.categories)
         return self._cocos[split]
 
     def _given(self, splits: tuple[str, ...]) -> list[str]:

@@ -56,7 +56,7 @@ def _fraction_or_config(text: str) -> float | str:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the ``macaquepose``, ``mpii``, ``deeplabcut`` and ``split`` sub-commands."""
-    sub = parser.add_subparsers(dest="dataset", metavar="{macaquepose,mpii,deeplabcut,split}", required=True)
+    sub = parser.add_subparsers(dest="dataset", metavar="{macaquepose,mpii,deeplabcut,split,select}", required=True)
 
     mq = sub.add_parser(
         "macaquepose", help="MacaquePose release (annotations.csv + images/) to COCO keypoints",
@@ -133,6 +133,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     sp.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
     sp.add_argument("--exclude", type=Path, action="append", default=[],
                     help="a COCO file whose images are left out of both parts (repeatable), e.g. the test set")
+    sp.add_argument("--categories", default=None, metavar="NAMES",
+                    help="keep only these species: comma-separated category ids, names or supercategories")
+
+    se = sub.add_parser(
+        "select", help="the species of a many-species COCO file (AP-10K, Animal-Pose) as a new file",
+        description="Write the images and instances of the chosen species (categories sharing one keypoint "
+                    "list) as a new COCO file; file names are rewritten relative to it.")
+    se.add_argument("--coco", required=True, type=Path, help="the COCO keypoints file")
+    se.add_argument("--categories", required=True, metavar="NAMES",
+                    help="comma-separated category ids, names or supercategories (e.g. an AP-10K family)")
+    se.add_argument("--out", required=True, type=Path, help="COCO keypoints JSON to write")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -161,8 +172,11 @@ def run(args: argparse.Namespace) -> int:
         if not 0.0 < args.val_fraction < 1.0:
             raise ConfigError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
         parts = split_by_image(args.coco, {"val": float(args.val_fraction), "train": 0}, seed=args.seed,
-                               out=args.out, exclude=args.exclude)
+                               out=args.out, exclude=args.exclude, categories=args.categories)
         paths = [parts["train"], parts["val"]]
+    elif args.dataset == "select":
+        coco = load_coco_keypoints(args.coco, categories=args.categories)
+        paths = [coco.save_subset(args.out, coco.images)]
     else:  # argparse's required sub-command makes this unreachable from the command line
         raise ConfigError(f"unknown data set {args.dataset!r}")
     for path in paths:
