@@ -41,6 +41,9 @@ class PoseDataModule(L.LightningDataModule):
         augmentation: training augmentation.
         seed: seed of shuffling and augmentation (independent of the model seed).
         pin_memory: pinned host memory for faster host-to-device copies (used only with a GPU).
+        whole_frame: train and evaluate on whole frames, one animal each, as DeepLabCut does for
+            single animals (random crop/zoom of the frame within ``augmentation.scale``; no boxes
+            needed); default: instances cropped around their boxes.
         categories: species to use from files with several keypoint categories sharing one keypoint
             list (AP-10K, Animal-Pose): category ids, names or supercategories; default all.
     """
@@ -61,6 +64,7 @@ class PoseDataModule(L.LightningDataModule):
         seed: int = 0,
         pin_memory: bool = True,
         categories: list[str] | str | None = None,
+        whole_frame: bool = False,
     ) -> None:
         super().__init__()
         hw = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
@@ -77,6 +81,7 @@ class PoseDataModule(L.LightningDataModule):
         self.seed = seed
         self.pin_memory = pin_memory
         self.categories = categories
+        self.whole_frame = whole_frame
         self.datasets: dict[str, InstanceDataset | ImageFolderDataset] = {}
         self._cocos: dict[str, CocoKeypoints] = {}
 
@@ -134,7 +139,7 @@ class PoseDataModule(L.LightningDataModule):
             self.datasets[split] = InstanceDataset(
                 self.coco(split), self.input_hw,
                 augmentation=self.augmentation if split == "train" else None,
-                padding=self.padding, seed=self.seed,
+                padding=self.padding, seed=self.seed, whole_frame=self.whole_frame,
             )
 
     def _loader(self, split: str, train: bool) -> DataLoader:
