@@ -19,12 +19,13 @@ What is written (COCO keypoints, 0-based pixels as DeepLabCut's, ``file_name`` r
 - the category carries the bodypart names and config.yaml's skeleton; frames with no labelled joint
   are left out.
 
-Why not sleap-io (its ``load_dlc``/``load_dlc_project``): it reads only the CSV (crosspose must also
-read the ``.h5``, which DeepLabCut treats as the original and which may exist alone), it drops
-skeleton edges and bodyparts that disagree with config.yaml with a warning where a user needs an
-error, and going through its Labels/Video model adds a dependency (h5py, imageio, attrs) for what is
-one table read here. The pandas reading below is the whole job and is checked against both files of
-a real project in the tests.
+Why not sleap-io (0.9.5, its ``load_dlc``/``load_dlc_project``, read for this): it reads only the
+CSV (crosspose must also read the ``.h5``, which DeepLabCut treats as the original and which may
+exist alone); it takes the bodyparts from the CSV without comparing them with config.yaml and drops
+skeleton edges that disagree with a warning, where a user needs an error; and it requires 20
+packages, 16 of them new here (pynwb, skia-python, aiohttp, shapely, h5py, ...), for what is one
+pandas table read. The reading below is the whole job and is checked against both files of a real
+project in the tests. For the same dependency cost SLEAP ``.slp`` import is not offered.
 """
 
 from __future__ import annotations
@@ -271,7 +272,9 @@ def read_deeplabcut_project(project: str | os.PathLike[str]) -> DlcProject:
     root = Path(project)
     config = _read_config(root)
     config_path = root / "config.yaml"
-    multi = bool(config.get("multianimalproject")) or config.get("individuals") is not None
+    # older configs lack the flag; theirs is a multi-animal project when it lists individuals
+    flag = config.get("multianimalproject")
+    multi = bool(flag) if flag is not None else config.get("individuals") is not None
     if multi:
         multi_parts = _name_list(config, "multianimalbodyparts", config_path, required=True)
         unique = _name_list(config, "uniquebodyparts", config_path, required=False)
