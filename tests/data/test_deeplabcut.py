@@ -204,3 +204,18 @@ def test_unreadable_h5_is_one_error(tmp_path: Path) -> None:
     (tmp_path / "p" / "labeled-data" / "video1" / "CollectedData_Tester.h5").write_bytes(b"not hdf5")
     with pytest.raises(DataFormatError, match="cannot be read as a pandas HDF5 table"):
         prepare_deeplabcut(tmp_path / "p", tmp_path / "d.json")
+
+
+def test_the_multianimalproject_flag_decides_when_present(tmp_path: Path) -> None:
+    write_tiny_deeplabcut_project(tmp_path / "p")
+    config = tmp_path / "p" / "config.yaml"
+    config.write_text(config.read_text() + "individuals:\n- individual1\n- individual2\n")  # DLC's template lists them
+    [out] = prepare_deeplabcut(tmp_path / "p", tmp_path / "d.json")
+    assert all("individual" not in a for a in json.loads(out.read_text())["annotations"])
+
+
+def test_a_skeleton_naming_an_unknown_bodypart_fails(tmp_path: Path, capsys) -> None:
+    write_tiny_deeplabcut_project(tmp_path / "p")
+    config = tmp_path / "p" / "config.yaml"
+    config.write_text(config.read_text().replace("  - tailbase\n", "  - tail\n", 1))
+    _fails(tmp_path, capsys, "names tail, which is not a bodypart")
