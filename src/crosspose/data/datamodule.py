@@ -42,6 +42,11 @@ class PoseDataModule(L.LightningDataModule):
         augmentation: training augmentation.
         seed: seed of shuffling and augmentation (independent of the model seed).
         pin_memory: pinned host memory for faster host-to-device copies (used only with a GPU).
+        whole_frame: train and evaluate on whole frames, one animal each, as DeepLabCut does for
+            single animals (random crop/zoom of the frame within ``augmentation.scale``; no boxes
+            needed); default: instances cropped around their boxes.
+        categories: species to use from files with several keypoint categories sharing one keypoint
+            list (AP-10K, Animal-Pose): category ids, names or supercategories; default all.
     """
 
     def __init__(
@@ -59,6 +64,8 @@ class PoseDataModule(L.LightningDataModule):
         augmentation: Augmentation | None = None,
         seed: int = 0,
         pin_memory: bool = True,
+        categories: list[str] | str | None = None,
+        whole_frame: bool = False,
     ) -> None:
         super().__init__()
         hw = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
@@ -84,6 +91,8 @@ class PoseDataModule(L.LightningDataModule):
         self.augmentation = augmentation if augmentation is not None else Augmentation()
         self.seed = seed
         self.pin_memory = pin_memory
+        self.categories = categories
+        self.whole_frame = whole_frame
         self.datasets: dict[str, InstanceDataset | ImageFolderDataset] = {}
         self._cocos: dict[str, CocoKeypoints] = {}
 
@@ -93,7 +102,7 @@ class PoseDataModule(L.LightningDataModule):
             f = self.files[split]
             if f is None:
                 raise ConfigError(f"no data.{split}_file given")
-            self._cocos[split] = load_coco_keypoints(f, self.image_root)
+            self._cocos[split] = load_coco_keypoints(f, self.image_root, categories=self.categories)
         return self._cocos[split]
 
     def _given(self, splits: tuple[str, ...]) -> list[str]:
@@ -141,7 +150,7 @@ class PoseDataModule(L.LightningDataModule):
             self.datasets[split] = InstanceDataset(
                 self.coco(split), self.input_hw,
                 augmentation=self.augmentation if split == "train" else None,
-                padding=self.padding, seed=self.seed,
+                padding=self.padding, seed=self.seed, whole_frame=self.whole_frame,
             )
 
     def _loader(self, split: str, train: bool) -> DataLoader:

@@ -30,6 +30,7 @@ __all__ = [
     "plot_pckh_per_joint",
     "plot_roc",
     "run",
+    "species_table",
     "write_report",
 ]
 
@@ -171,6 +172,23 @@ def plot_pckh_per_joint(runs: Mapping[str, Mapping[str, Any]], out_png: Path) ->
     return _save(plt, fig, out_png)
 
 
+def species_table(runs: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Markdown lines of PCKh@0.5 per species (rows) and model (columns); none when no run has species."""
+    species = list(dict.fromkeys(s for m in runs.values() for s in (m.get("species") or {})))
+    if not species:
+        return []
+    names = list(runs)
+    lines = ["", "## PCKh@0.5 per species", "", "| Species | " + " | ".join(names) + " |",
+             "|---|" + "---|" * len(names)]
+    for sp in species:
+        cells = []
+        for n in names:
+            block = (runs[n].get("species") or {}).get(sp)
+            cells.append(f"{_fmt(block['pckh'])} ({block['instances']})" if block else "n/a")
+        lines.append(f"| {sp} | " + " | ".join(cells) + " |")
+    return lines + ["", "(instances in brackets)"]
+
+
 def write_report(
     runs: Mapping[str, Path | str | Mapping[str, Any]],
     out_dir: str | PathLike[str],
@@ -207,6 +225,7 @@ def write_report(
         norm, scale = m.get("normalizer", {}), m.get("person_scale", {})
         lines.append(f"| {name} | {', '.join(m.get('joints', []))} | {norm.get('name', '?')}: "
                      f"{norm.get('description', '')} | {scale.get('description', '?')} |")
+    lines += species_table(loaded)
     lines += ["", "## ROC curves", "", "![ROC curves](roc.png)", "",
               "## Confidence of correct and incorrect keypoints", "",
               "![confidence histograms](confidence_histograms.png)", "",

@@ -118,7 +118,7 @@ def validate_predictions(
         if image_id not in gt.images:
             raise DataFormatError(source, f"image_id {image_id!r} is not in the ground truth {gt.path}", where)
         cat = pred.get("category_id", gt.category_id)
-        if check_category and cat != gt.category_id:
+        if check_category and cat not in gt.category_ids:
             raise DataFormatError(source, f"category_id {cat!r} is not the ground truth's keypoint category "
                                           f"{gt.category_id} (another skeleton? pass --pred-keypoints)", where)
         kps = pred.get("keypoints")
@@ -164,6 +164,21 @@ def load_predictions(
         raise DataFormatError(path, f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
     k = None if pred_keypoint_names is None else len(pred_keypoint_names)
     return validate_predictions(raw, gt, k, source=path, check_category=pred_keypoint_names is None)
+
+
+def _selected_predictions(path: Path, gt: CocoKeypoints) -> list[Any]:
+    """The raw predictions for the species kept in ``gt`` (by image and, where given, annotation)."""
+    if not path.is_file():
+        raise DataFormatError(path, "file not found")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(path, f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    if not isinstance(raw, list):
+        raise DataFormatError(path, "a COCO keypoint results file must be a JSON list of predictions")
+    ann_ids = {a.get("id") for a in gt.annotations}
+    return [p for p in raw if isinstance(p, Mapping) and p.get("image_id") in gt.images
+            and (p.get("annotation_id") is None or p.get("annotation_id") in ann_ids)]
 
 
 def pair_predictions(gt: CocoKeypoints, preds: Sequence[Mapping[str, Any]],
@@ -433,6 +448,7 @@ def evaluate(
     accepted = conf >= t_star if t_star is not None else np.zeros_like(present)
     loc = M.localization(dx, dy, present & predicted & accepted, s)
     loc["threshold"] = t_star
+    species = _per_species(gt, anns, dist, present, h, names)
 
     if oks is None:
         oks = norm_name != "head_box"
@@ -465,7 +481,28 @@ def evaluate(
         "oks": oks_result,
         "sources": {"gt": str(gt.path), "pred": str(source)},
     }
+    if species:
+        result["species"] = species
     return jsonable(result)
+
+
+def _per_species(gt: CocoKeypoints, anns: Sequence[Mapping[str, Any]], dist: np.ndarray, present: np.ndarray,
+                 h: np.ndarray, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """PCKh per species, when the ground truth holds several (e.g. AP-10K); empty otherwise.
+
+    One flat block per species: instances, present joints, PCKh@0.5 (mean), PCKh@0.1 and its AUC,
+    the same pooled definitions as the whole set, so species weigh by their present joints there.
+    """
+    labels = np.asarray([gt.species_of(a) for a in anns])
+    if len(set(labels.tolist())) < 2:
+        return {}
+    out = {}
+    for name in sorted(set(labels.tolist())):
+        rows = labels == name
+        p = M.pckh_summary(dist[rows], present[rows], h[rows], names)
+        out[name] = {"instances": int(rows.sum()), "present": int(present[rows].sum()),
+                     "pckh": p["mean"], "pckh_at_0_1": p["at_0_1"], "pckh_auc": p["auc"]}
+    return out
 
 
 # ---------------------------------------------------------------------------------- output
@@ -503,6 +540,13 @@ def format_table(metrics: Mapping[str, Any]) -> str:
                  f"mean error {_f(loc['mean_error_normalized'])}")
     lines.append(f"counts: {c['instances']} instances, {c['present']} present joints, {c['correct']} correct, "
                  f"{c['accepted']} accepted at t*, {c['predicted']} predicted of {c['instances'] * c['joints']}")
+    species = metrics.get("species") or {}
+    if species:
+        lines.append("")
+        lines.append(f"{'species':<24}{'instances':>10}{'PCKh@' + str(p['alpha']):>10}{'@0.1':>8}{'AUC':>8}")
+        for name, sp in species.items():
+            lines.append(f"{name[:23]:<24}{sp['instances']:>10}{_f(sp['pckh']):>10}{_f(sp['pckh_at_0_1']):>8}"
+                         f"{_f(sp['pckh_auc']):>8}")
     oks = metrics.get("oks")
     if oks:
         if "ap" in oks:
@@ -529,14 +573,23 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="leave joints absent from the ground truth out of the detection view")
     parser.add_argument("--oks", action=argparse.BooleanOptionalAction, default=None,
                         help="COCO OKS AP/AR (default: when the normaliser is not head_box)")
+    parser.add_argument("--categories", default=None, metavar="NAMES",
+                        help="score only these species: comma-separated category ids, names or supercategories "
+                             "(predictions for other species are ignored); metrics are also broken down per "
+                             "species whenever the ground truth holds several")
     parser.add_argument("--out", default=None, help="write metrics.json here")
 
 
 def run(args: argparse.Namespace) -> int:
     """Score, print the table, optionally write metrics.json."""
-    gt = load_coco_keypoints(args.gt)
+    gt = load_coco_keypoints(args.gt, categories=args.categories)
     names = read_keypoint_names(args.pred_keypoints) if args.pred_keypoints else None
-    preds = load_predictions(args.pred, gt, names)
+    if args.categories:
+        preds: Any = _selected_predictions(Path(args.pred), gt)
+        preds = validate_predictions(preds, gt, None if names is None else len(names), source=args.pred,
+                                     check_category=names is None)
+    else:
+        preds = load_predictions(args.pred, gt, names)
     metrics = evaluate(gt, preds, joints=args.joints, pred_keypoint_names=names, normalizer=args.normalizer,
                        absent="exclude" if args.exclude_absent else "negative", oks=args.oks, source=args.pred)
     print(format_table(metrics))
