@@ -1,6 +1,6 @@
 """The paper's metrics as pure functions of arrays (numpy and scikit-learn only).
 
-Everything here follows ``reference/metrics.md``; the scorer (:mod:`crosspose.evaluation.score`)
+Everything here follows ``docs/metrics.md``; the scorer (:mod:`crosspose.evaluation.score`)
 turns a ground-truth file and a predictions file into these arrays:
 
 - ``dist``: ``(N, K)`` Euclidean distance in original pixels, NaN where a joint was not predicted;

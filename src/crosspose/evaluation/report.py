@@ -215,7 +215,7 @@ def write_report(
     if notes:
         lines += [notes, ""]
     lines += [markdown_table(loaded), ""]
-    lines += ["Definitions: `reference/metrics.md`. A keypoint is correct when annotated and within 0.5 x the "
+    lines += ["Definitions: `docs/metrics.md`. A keypoint is correct when annotated and within 0.5 x the "
               "normaliser of the ground truth (PCKh@0.5); AUC, precision, recall and F1 treat each evaluated "
               "(instance, joint) as one sample with that label and the predicted confidence as score; "
               "P/R/F1 are at the F1-maximising threshold t*; RMSE is over present joints accepted at t*, "
