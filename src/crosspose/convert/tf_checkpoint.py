@@ -262,7 +262,7 @@ def write_tf_checkpoint_v2(prefix: str | Path, tensors: dict[str, np.ndarray]) -
     data = bytearray()
     entries = [(b"", encode_field(1, 1) + encode_field(3, encode_field(1, 1)))]
     for name, value in tensors.items():
-        array = np.ascontiguousarray(value)
+        array = np.array(value, order="C")  # (ascontiguousarray would make a scalar 1-d)
         code = _DTYPE_CODES[array.dtype]
         shape = b"".join(encode_field(2, encode_field(1, d)) for d in array.shape)
         raw = array.astype(array.dtype.newbyteorder("<")).tobytes()
