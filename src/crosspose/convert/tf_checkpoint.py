@@ -127,10 +127,18 @@ class TFCheckpoint:
                     size=signed64(int(first(entry, 5))))
         except (_Corrupt, UnicodeDecodeError) as exc:
             raise DataFormatError(path, f"not a TensorFlow checkpoint index: {exc}") from None
+        sizes = []
         for shard in range(self.num_shards):
             if not self.data_path(shard).is_file():
                 raise DataFormatError(self.data_path(shard), "checkpoint data shard not found "
                                       f"(the index {path.name} lists {self.num_shards})")
+            sizes.append(os.path.getsize(self.data_path(shard)))
+        for name, info in self.variables.items():  # a truncated shard is damaged, even where nothing reads
+            if not 0 <= info.shard < self.num_shards:
+                raise DataFormatError(path, f"variable {name} lies in shard {info.shard} of {self.num_shards}")
+            if info.offset + info.size > sizes[info.shard]:
+                raise DataFormatError(self.data_path(info.shard), f"truncated: variable {name} needs bytes "
+                                      f"{info.offset}...{info.offset + info.size}, the file has {sizes[info.shard]}")
 
     def tensor(self, name: str) -> np.ndarray:
         """One variable as a native-endian numpy array (bfloat16 widened to float32)."""
