@@ -183,3 +183,21 @@ def test_reproduces_tensorflow_on_the_real_deeplabcut_snapshot(tmp_path: Path, s
         assert np.abs(got[:, 2] - want[:, 2]).max() < 5e-4
     meta = torch.load(out, weights_only=True)["crosspose"]
     assert json.dumps(meta)  # plain metadata, readable without crosspose
+
+
+def test_test_and_predict_accept_a_converted_snapshot(tmp_path: Path, one_torch_thread: None) -> None:
+    prefix = _write_snapshot(tmp_path / "train", _random_net(4))
+    out = tmp_path / "dlc.ckpt"
+    convert_dlc_tf(prefix, out)
+    data = write_tiny_coco(tmp_path / "d", count=3, size=64)
+    common = ["--model.num_keypoints", "4", "--model.backbone", TINY, "--model.norm", "frozen",
+              "--model.intermediate_supervision", "true", "--model.intermediate_supervision_unit", "4",
+              "--ckpt_path", str(out), *FAST]
+    assert main(["test", "--data.test_file", str(data), "--trainer.default_root_dir", str(tmp_path / "t"),
+                 *common]) == 0
+    (metrics,) = (tmp_path / "t").rglob("metrics.json")
+    assert json.loads(metrics.read_text())["counts"]["instances"] == 3
+    assert main(["predict", "--data.predict_file", str(data), "--trainer.default_root_dir", str(tmp_path / "p"),
+                 *common]) == 0
+    (preds,) = (tmp_path / "p").rglob("predictions.json")
+    assert len(json.loads(preds.read_text())) == 3
