@@ -14,6 +14,8 @@ from crosspose.cli import main
 from crosspose.convert.dlc_tf import convert_dlc_tf
 from crosspose.convert.tf_checkpoint import write_tf_checkpoint_v2
 from crosspose.core.errors import CheckpointError, ConfigError, CrossposeError
+from crosspose.core.skeletons import FULL_HUMAN, MPII
+from crosspose.evaluation.score import resolve_joints
 from crosspose.models.network import PoseNetwork
 from crosspose.testing import TINY_JOINTS, requires_fixture, write_tiny_coco
 from crosspose.training.module import PoseEstimationModule
@@ -53,9 +55,9 @@ def _export_as_tensorflow(net: PoseNetwork, heads: bool = True) -> dict[str, np.
     return out
 
 
-def _random_net(unit: int | None = 4) -> PoseNetwork:
+def _random_net(unit: int | None = 4, joints: int = len(TINY_JOINTS)) -> PoseNetwork:
     torch.manual_seed(0)
-    net = PoseNetwork(len(TINY_JOINTS), TINY, norm="frozen", intermediate_supervision=unit is not None,
+    net = PoseNetwork(joints, TINY, norm="frozen", intermediate_supervision=unit is not None,
                       intermediate_supervision_unit=unit)
     with torch.no_grad():  # trained-looking statistics, so that a swapped mean/variance shows
         for m in net.modules():
@@ -67,10 +69,11 @@ def _random_net(unit: int | None = 4) -> PoseNetwork:
     return net.eval()
 
 
-def _write_snapshot(folder: Path, net: PoseNetwork, joints: int | None = None, heads: bool = True) -> Path:
+def _write_snapshot(folder: Path, net: PoseNetwork, joints: int | None = None, heads: bool = True,
+                    names: tuple[str, ...] = TINY_JOINTS) -> Path:
     prefix = write_tf_checkpoint_v2(folder / "snapshot-1000", _export_as_tensorflow(net, heads))
-    cfg = {"all_joints_names": list(TINY_JOINTS)[: joints or len(TINY_JOINTS)],
-           "num_joints": joints or len(TINY_JOINTS), "net_type": "resnet_50",
+    cfg = {"all_joints_names": list(names)[: joints or len(names)],
+           "num_joints": joints or len(names), "net_type": "resnet_50",
            "intermediate_supervision": net.stage3_head is not None, "intermediate_supervision_layer": 4,
            "locref_stdev": 7.2801, "mean_pixel": [123.68, 116.779, 103.939], "stride": 8.0}
     (folder / "pose_cfg.yaml").write_text(yaml.safe_dump(cfg))
@@ -201,3 +204,24 @@ def test_test_and_predict_accept_a_converted_snapshot(tmp_path: Path, one_torch_
                  *common]) == 0
     (preds,) = (tmp_path / "p").rglob("predictions.json")
     assert len(json.loads(preds.read_text())) == 3
+
+
+def test_a_full_human_snapshot_maps_onto_mpii_heads_and_joints(tmp_path: Path, one_torch_thread: None) -> None:
+    """DeepLabCut's full_human names (ankle1 ... forehead): heads: map fills 14 of MPII's 16 joints."""
+    net = _random_net(None, joints=14)
+    out = tmp_path / "full_human.ckpt"
+    convert_dlc_tf(_write_snapshot(tmp_path / "train", net, names=FULL_HUMAN.keypoints), out)
+    module = PoseEstimationModule(num_keypoints=16, keypoint_names=list(MPII.keypoints), backbone=TINY,
+                                  init_from=str(out), heads="map")
+    module.prepare_network()
+    assert len(module.transfer_summary["mapped"]) == 14
+    assert module.transfer_summary["mapped"]["head_top"] == "forehead"
+    w_src, w = net.heatmap_head.deconv.weight, module.net.heatmap_head.deconv.weight
+    assert torch.equal(w[:, MPII.index("right_ankle")], w_src[:, FULL_HUMAN.index("ankle1")])
+    assert torch.equal(w[:, MPII.index("upper_neck")], w_src[:, FULL_HUMAN.index("chin")])
+    loc_src, loc = net.locref_head.deconv.weight, module.net.locref_head.deconv.weight
+    k, j = MPII.index("left_wrist"), FULL_HUMAN.index("wrist2")
+    assert torch.equal(loc[:, 2 * k:2 * k + 2], loc_src[:, 2 * j:2 * j + 2])
+    assert not any(torch.equal(w[:, MPII.index("pelvis")], w_src[:, s]) for s in range(14))
+    names, _, pred_idx = resolve_joints(MPII.keypoints, None, FULL_HUMAN.keypoints)  # scored on MPII's 14
+    assert len(names) == 14 and "pelvis" not in names and sorted(pred_idx) == list(range(14))
