@@ -128,6 +128,9 @@ class SlimResNetBackbone(nn.Module):
         intermediate_unit: 1-based unit of block 3 whose output is the intermediate map.
     """
 
+    body: SlimResNetV1
+    mean: torch.Tensor
+
     def __init__(self, name: str = "slim_resnet_v1_50", pretrained: bool = False, output_stride: int = 16,
                  intermediate_unit: int | None = None) -> None:
         super().__init__()

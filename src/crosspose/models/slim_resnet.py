@@ -133,6 +133,11 @@ class SlimResNetV1(nn.Module):
         output_stride: 8, 16 (DeepLabCut) or 32 (no atrous convolution).
     """
 
+    block1: nn.Sequential
+    block2: nn.Sequential
+    block3: nn.Sequential
+    block4: nn.Sequential
+
     def __init__(self, layers: int = 50, depths: tuple[int, ...] = STANDARD_DEPTHS, output_stride: int = 16) -> None:
         super().__init__()
         if layers not in SLIM_UNITS:
