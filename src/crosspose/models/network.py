@@ -10,9 +10,10 @@ from torch import nn
 from crosspose.models.backbone import build_backbone
 from crosspose.models.heads import DeconvHead
 
-__all__ = ["PoseNetwork", "NormMode"]
+__all__ = ["PoseNetwork", "NormMode", "HeadOutput"]
 
 NormMode = Literal["batch", "frozen"]
+HeadOutput = Literal["same", "full"]
 
 
 class PoseNetwork(nn.Module):
@@ -30,6 +31,8 @@ class PoseNetwork(nn.Module):
         intermediate_supervision: add a score-map head on stage 3 (DeeperCut's optional extra loss).
         intermediate_supervision_unit: the 1-based unit of stage 3 whose output feeds that head
             (TF-slim's ``block3/unit_12`` is 12; timm's ``layer3[11]``); None = the end of stage 3.
+        head_output: ``same`` = maps of exactly twice the feature size (DeeperCut, DeepLabCut 2);
+            ``full`` = the uncropped (2H+1) x (2W+1) maps of DeepLabCut 3's heads.
     """
 
     def __init__(
@@ -40,6 +43,7 @@ class PoseNetwork(nn.Module):
         norm: NormMode = "batch",
         intermediate_supervision: bool = False,
         intermediate_supervision_unit: int | None = None,
+        head_output: HeadOutput = "same",
     ) -> None:
         super().__init__()
         self.num_keypoints = num_keypoints
@@ -47,9 +51,10 @@ class PoseNetwork(nn.Module):
         self.backbone = build_backbone(backbone, pretrained=pretrained, output_stride=16,
                                        intermediate_unit=intermediate_supervision_unit)
         c3, c4 = self.backbone.channels
-        self.heatmap_head = DeconvHead(c4, num_keypoints)
-        self.locref_head = DeconvHead(c4, 2 * num_keypoints)
-        self.stage3_head = DeconvHead(c3, num_keypoints) if intermediate_supervision else None
+        crop = head_output == "same"
+        self.heatmap_head = DeconvHead(c4, num_keypoints, crop)
+        self.locref_head = DeconvHead(c4, 2 * num_keypoints, crop)
+        self.stage3_head = DeconvHead(c3, num_keypoints, crop) if intermediate_supervision else None
 
     def heads(self) -> dict[str, DeconvHead]:
         heads = {"heatmap_head": self.heatmap_head, "locref_head": self.locref_head}
