@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import timm
 import torch
@@ -126,3 +128,24 @@ def test_unsupported_or_damaged_inputs_write_nothing(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="snapshot-009.pt"):
         convert_dlc_pytorch(junk, config, out)
     assert not out.exists()
+
+
+_DLC3_REFERENCE = os.environ.get("CROSSPOSE_DLC3_REFERENCE")
+
+
+@pytest.mark.skipif(not _DLC3_REFERENCE, reason="set CROSSPOSE_DLC3_REFERENCE to a folder made by "
+                    "tools/dlc3_reference.py (needs DeepLabCut 3.0.2 in its own environment)")
+def test_reproduces_deeplabcut3s_own_predictions(tmp_path: Path) -> None:
+    """Against DeepLabCut 3.0.2 itself: its snapshot, config, inference runner and predictions."""
+    folder = Path(str(_DLC3_REFERENCE))
+    out = tmp_path / "dlc3.ckpt"
+    convert_dlc_pytorch(folder / "snapshot-001.pt", folder / "pytorch_config.yaml", out)
+    module = PoseEstimationModule.load_from_checkpoint(out, weights_only=True).eval()
+    images = np.load(folder / "images.npz")
+    want = np.load(folder / "dlc3_predictions.npz")
+    for i in range(len([k for k in want.files if k.startswith("bodyparts")])):
+        with torch.no_grad():
+            maps = module(torch.from_numpy(images[f"image{i}"]).permute(2, 0, 1)[None])
+        got = module.codec.decode(maps["heatmap"], maps["locref"])[0].numpy()
+        assert np.abs(got[:, :2] - want[f"bodyparts{i}"][:, :2]).max() < 0.05
+        assert np.abs(got[:, 2] - want[f"bodyparts{i}"][:, 2]).max() < 5e-4
