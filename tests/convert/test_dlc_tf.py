@@ -225,3 +225,16 @@ def test_a_full_human_snapshot_maps_onto_mpii_heads_and_joints(tmp_path: Path, o
     assert not any(torch.equal(w[:, MPII.index("pelvis")], w_src[:, s]) for s in range(14))
     names, _, pred_idx = resolve_joints(MPII.keypoints, None, FULL_HUMAN.keypoints)  # scored on MPII's 14
     assert len(names) == 14 and "pelvis" not in names and sorted(pred_idx) == list(range(14))
+
+
+def test_deepercut_grouped_joint_names_expand_to_full_human(tmp_path: Path) -> None:
+    """DeeperCut's pose_cfg names left/right groups once; the channels get DeepLabCut's ankle1/ankle2 names."""
+    from crosspose.convert.dlc_tf import joint_names
+
+    cfg = {"all_joints": [[0, 5], [1, 4], [2, 3], [6, 11], [7, 10], [8, 9], [12], [13]],
+           "all_joints_names": ["ankle", "knee", "hip", "wrist", "elbow", "shoulder", "chin", "forehead"]}
+    assert joint_names(cfg, tmp_path / "pose_cfg.yaml") == list(FULL_HUMAN.keypoints)
+    flat = {"all_joints": [[i] for i in range(3)], "all_joints_names": ["a", "b", "c"]}
+    assert joint_names(flat, tmp_path / "pose_cfg.yaml") == ["a", "b", "c"]
+    with pytest.raises(ConfigError, match="all_joints"):
+        joint_names({"all_joints": [[0, 2], [3]], "all_joints_names": ["x", "y"]}, tmp_path / "pose_cfg.yaml")

@@ -167,7 +167,7 @@ def read_dlc_tf(snapshot: str | Path, pose_cfg: str | Path | None = None) -> Dlc
                                   f"transposition, the network needs {tuple(target.shape)}")
         tensors[key] = value
         used.add(name)
-    names = cfg.get("all_joints_names") if has_heads else None
+    names = joint_names(cfg, cfg_path) if has_heads and cfg else None
     return DlcTfModel(
         source=ckpt.index_path, backbone=backbone, layers=layers, depths=depths, tensors=tensors,
         keypoint_names=[str(n) for n in names] if names else None, intermediate_unit=unit,
@@ -175,17 +175,43 @@ def read_dlc_tf(snapshot: str | Path, pose_cfg: str | Path | None = None) -> Dlc
         ignored=sorted(set(ckpt.variables) - used))
 
 
+def joint_names(cfg: dict[str, Any], path: Path) -> list[str] | None:
+    """One name per output channel.
+
+    DeeperCut-style configs group left/right joints: ``all_joints: [[0, 5], [1, 4], ..., [13]]``
+    with one name per group (``ankle``, ..., ``forehead``); the channels of a pair become
+    ``ankle1`` (the first, the subject's right in DeeperCut's order) and ``ankle2``.
+    """
+    names = cfg.get("all_joints_names")
+    if names is None:
+        return None
+    groups = cfg.get("all_joints")
+    if not isinstance(names, list) or not all(isinstance(n, str | int) for n in names):
+        raise ConfigError(f"{path}: all_joints_names must be a list of names")
+    if not isinstance(groups, list) or len(groups) != len(names) or all(
+            isinstance(g, list) and len(g) == 1 for g in groups):
+        return [str(n) for n in names]
+    out: dict[int, str] = {}
+    for name, group in zip(names, groups, strict=True):
+        members = group if isinstance(group, list) else [group]
+        for k, channel in enumerate(members, start=1):
+            out[int(channel)] = f"{name}{k}" if len(members) > 1 else str(name)
+    if sorted(out) != list(range(len(out))):
+        raise ConfigError(f"{path}: all_joints {groups} does not number the joints 0..{len(out) - 1}")
+    return [out[i] for i in range(len(out))]
+
+
 def _check_pose_cfg(cfg: dict[str, Any], path: Path, layers: int, num_keypoints: int | None, interm: bool) -> None:
     net_type = str(cfg.get("net_type", f"resnet_{layers}"))
     if net_type != f"resnet_{layers}":
         raise ConfigError(f"{path}: net_type is {net_type!r} but the snapshot holds resnet_v1_{layers}")
-    names = cfg.get("all_joints_names")
+    names = joint_names(cfg, path)
     if num_keypoints is not None:
         declared = cfg.get("num_joints", len(names) if names else None)
         if declared is not None and int(declared) != num_keypoints:
             raise ConfigError(f"{path}: num_joints is {declared} but the snapshot's heads predict {num_keypoints}")
         if names is not None and len(names) != num_keypoints:
-            raise ConfigError(f"{path}: all_joints_names has {len(names)} names but the snapshot's heads "
+            raise ConfigError(f"{path}: all_joints_names gives {len(names)} joints but the snapshot's heads "
                               f"predict {num_keypoints} joints")
     if bool(cfg.get("intermediate_supervision", interm)) != interm:
         raise ConfigError(f"{path}: intermediate_supervision is {cfg.get('intermediate_supervision')} but the "
