@@ -116,7 +116,9 @@ def test_v1_checkpoint_with_sliced_and_packed_tensors(tmp_path: Path) -> None:
     w = np.arange(12, dtype=np.float32).reshape(4, 3) - 5.5
     b = np.array([0.25, -1.5], np.float32)
     meta = (encode_field(1, encode_field(1, b"net/w") + encode_field(2, _shape(4, 3)) + encode_field(3, 1))
-            + encode_field(1, encode_field(1, b"net/b") + encode_field(2, _shape(2)) + encode_field(3, 1)))
+            + encode_field(1, encode_field(1, b"net/b") + encode_field(2, _shape(2)) + encode_field(3, 1))
+            + encode_field(1, encode_field(1, b"net/s") + encode_field(2, _shape(2)) + encode_field(3, 1)))
+    unpacked = b"".join(encode_field(5, struct.unpack("<I", struct.pack("<f", v))[0], wire=5) for v in (3.5, -2.0))
 
     def saved(name: bytes, extents: bytes, proto: bytes) -> bytes:
         return encode_field(2, encode_field(1, name) + encode_field(2, extents) + encode_field(3, proto))
@@ -129,12 +131,14 @@ def test_v1_checkpoint_with_sliced_and_packed_tensors(tmp_path: Path) -> None:
         (b"\x00w0", saved(b"net/w", _extent(0, 1), floats(w[:1]))),  # rows 0..1 (2nd dim whole)
         (b"\x00w1", saved(b"net/w", _extent(1), floats(w[1:]))),  # rows 1.. (length absent: to the end)
         (b"\x00x", saved(b"net/b", b"", encode_field(1, 1) + encode_field(4, b.astype("<f4").tobytes()))),
+        (b"\x00y", saved(b"net/s", b"", encode_field(1, 1) + unpacked)),  # float_val, one fixed32 each
     ]
     path = tmp_path / "resnet_v1_50.ckpt"
     path.write_bytes(build_table(entries, block_entries=2))
     ckpt = open_tf_checkpoint(path)
     assert ckpt.version == "v1"
     assert np.array_equal(ckpt.tensor("net/w"), w) and np.array_equal(ckpt.tensor("net/b"), b)
+    assert ckpt.tensor("net/s").tolist() == [3.5, -2.0]
     path.write_bytes(build_table(entries[:2]))  # the second slice of w lost
     with pytest.raises(DataFormatError, match="incomplete"):
         open_tf_checkpoint(path)

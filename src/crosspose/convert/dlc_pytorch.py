@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -40,7 +40,7 @@ class DlcPytorchModel:
     tensors: dict[str, torch.Tensor]
     keypoint_names: list[str]
     locref_std: float
-    heatmap: str
+    heatmap: Literal["disk", "gaussian"]
     radius: float
     method: str
 

@@ -243,6 +243,8 @@ def _tensor_proto_values(proto: Fields, dtype_code: int) -> np.ndarray:
     if isinstance(content, bytes) and content:
         return np.frombuffer(content, dtype=dtype)
     if proto.get(5):
+        if all(isinstance(v, bytes) for v in proto[5]):  # packed: read the bytes directly (large tensors)
+            return np.frombuffer(b"".join(v for v in proto[5] if isinstance(v, bytes)), dtype="<f4")
         return np.asarray(packed_floats(proto[5]), dtype=np.float32)
     if proto.get(6):
         doubles = b"".join(v if isinstance(v, bytes) else struct.pack("<Q", v) for v in proto[6])
