@@ -1,4 +1,4 @@
-"""``crosspose convert``: DeepLabCut networks -> crosspose checkpoints.
+"""``crosspose convert``: DeepLabCut 2 / 3 networks and TF-slim ImageNet weights -> crosspose checkpoints.
 
     crosspose convert dlc-tf --snapshot dlc-models/.../train/snapshot-1030000 --out full_human.ckpt
     crosspose convert dlc-tf --snapshot resnet_v1_50.ckpt --out slim_r50_imagenet.ckpt
