@@ -12,9 +12,9 @@ PACKAGE = Path(crosspose.__file__).parent
 LAYERS: dict[str, int] = {
     "core": 0,
     "models": 1, "data": 1,
-    "evaluation": 2, "convert": 2,
+    "evaluation": 2,
     "training": 3,
-    "inference": 4,
+    "inference": 4, "convert": 4,
     "experiments": 5, "benchmark": 5,
     "cli": 6, "testing": 6, "__init__": 6,
     "__main__": 7,

@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("crosspose.experiments.demo", "the paper's experiment end to end on the synthetic data"),
     "ablate": ("crosspose.experiments.ablate", "frozen-layer x data-size x seed ablation grid"),
     "benchmark": ("crosspose.benchmark.run", "throughput side by side with DeepLabCut 3"),
+    "convert": ("crosspose.convert.cli", "DeepLabCut 2 (TF) / 3 (PyTorch) and TF-slim models -> crosspose checkpoints"),
 }
 
 

@@ -16,7 +16,7 @@ from crosspose.core.validate import non_negative, positive
 from crosspose.evaluation.results import headline, write_metrics, write_prediction_records
 from crosspose.models.freeze import FreezeLevel, freeze_backbone
 from crosspose.models.inference import inference_copy
-from crosspose.models.network import NormMode, PoseNetwork
+from crosspose.models.network import HeadOutput, NormMode, PoseNetwork
 from crosspose.models.transfer import METADATA_KEY, HeadsMode, initialize_from_checkpoint
 from crosspose.training.distributed import gather_rows
 from crosspose.training.losses import pose_loss
@@ -40,10 +40,14 @@ class PoseEstimationModule(L.LightningModule):
     Args:
         num_keypoints: J, the number of joints the heads predict (must match the data).
         keypoint_names: joint names; taken from the data file when omitted (needed by ``heads: map``).
-        backbone: timm ResNet name.
+        backbone: timm ResNet name, or ``slim_resnet_v1_50``/``_101``/``_152`` (DeepLabCut 2's TF-slim net).
         pretrained: start from timm's ImageNet weights (downloads once; fails offline with a clear message).
         norm: ``batch`` (BatchNorm statistics train) or ``frozen`` (DeeperCut: eval-mode statistics).
         intermediate_supervision: extra score-map head and loss on stage 3.
+        intermediate_supervision_unit: 1-based unit of stage 3 feeding that head (TF-slim
+            ``block3/unit_12`` = 12, as DeepLabCut's ``intermediate_supervision_layer``); None = its end.
+        head_output: ``same`` (DeeperCut: maps twice the feature size) or ``full`` (DeepLabCut 3's
+            uncropped (2H+1) x (2W+1) maps; set by ``crosspose convert dlc-pytorch``).
         heatmap: ``disk`` (DeeperCut, sigmoid cross-entropy) or ``gaussian`` (MSE).
         radius: disk radius in input pixels (17); also the locref region.
         sigma: Gaussian width in input pixels (default 2 * radius / 3).
@@ -78,6 +82,8 @@ class PoseEstimationModule(L.LightningModule):
         pretrained: bool = False,
         norm: NormMode = "batch",
         intermediate_supervision: bool = False,
+        intermediate_supervision_unit: int | None = None,
+        head_output: HeadOutput = "same",
         heatmap: Literal["disk", "gaussian"] = "disk",
         radius: float = 17.0,
         sigma: float | None = None,
@@ -115,7 +121,8 @@ class PoseEstimationModule(L.LightningModule):
             raise ConfigError("model.init_from is empty (give a checkpoint path or leave it out)")
         self.save_hyperparameters(ignore=["optimizer"])
         self.keypoint_names = list(keypoint_names) if keypoint_names else None
-        self.net = PoseNetwork(num_keypoints, backbone, pretrained, norm, intermediate_supervision)
+        self.net = PoseNetwork(num_keypoints, backbone, pretrained, norm, intermediate_supervision,
+                               intermediate_supervision_unit, head_output)
         self.codec = build_codec(heatmap, radius, sigma, locref_std, unannotated)
         self.optimizer_factory = optimizer
         self._prepared = False
