@@ -1,0 +1,118 @@
+"""Gradient attributions: which pixels a network's output for one joint depends on.
+
+Three maps, for any ``nn.Module`` whose output a *target* function reduces to one number per example
+(:func:`joint_peak` takes the peak logit of one joint's score map):
+
+* :func:`input_gradient`: ``|d target / d pixel|`` summed over colour channels (Simonyan et al.
+  2014); full resolution, exact, noisy.
+* :func:`grad_cam`: ``ReLU(sum_c mean_xy(dT/dA_c) · A_c)`` at a layer (Selvaraju et al. 2017).
+* :func:`layer_cam`: ``ReLU(sum_c ReLU(dT/dA_c(x, y)) · A_c(x, y))`` (Jiang et al. 2021, LayerCAM).
+
+crosspose's figures use LayerCAM. Grad-CAM averages the gradient over the whole map before
+weighting the activations, so a channel that fires at *every* limb gets credit everywhere, though
+one joint's score depends on a small neighbourhood: for a fully convolutional heatmap network
+that spreads one joint's evidence over the whole body. LayerCAM keeps the gradient's spatial map,
+so it is zero wherever the output does not depend on the activation (what the tests check),
+and it stays a gradient-times-activation map, as cheap as Grad-CAM (one backward per joint).
+
+The network should be in eval mode (BatchNorm in training mode mixes the examples of a batch);
+these functions switch it to eval for the call and restore its mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from crosspose.evaluation.features import FeatureRecorder
+
+__all__ = ["Target", "joint_peak", "input_gradient", "grad_cam", "layer_cam", "disk_masks", "mass_inside"]
+
+Target = Callable[[Any], torch.Tensor]
+"""Model output -> (B,) one score per example; its gradient is what is attributed."""
+
+
+def joint_peak(joint: int, key: str = "heatmap") -> Target:
+    """The highest logit of joint ``joint``'s score map (where the network puts that joint)."""
+
+    def target(output: Any) -> torch.Tensor:
+        maps = output[key] if isinstance(output, dict) else output
+        return maps[:, joint].flatten(1).amax(dim=1)
+
+    return target
+
+
+class _EvalMode:
+    def __init__(self, model: nn.Module) -> None:
+        self.model, self.was_training = model, model.training
+
+    def __enter__(self) -> None:
+        self.model.eval()
+
+    def __exit__(self, *exc: object) -> None:
+        self.model.train(self.was_training)
+
+
+def _input(images: torch.Tensor) -> torch.Tensor:
+    # the input joins the graph so every activation has a gradient, frozen layers included
+    return images.detach().float().requires_grad_(True)
+
+
+def input_gradient(model: nn.Module, images: torch.Tensor, targets: Sequence[Target]) -> torch.Tensor:
+    """``|d target / d input|`` summed over channels: (T, B, H, W) for T targets."""
+    maps = []
+    with _EvalMode(model), torch.enable_grad():
+        x = _input(images)
+        output = model(x)
+        for i, target in enumerate(targets):
+            (grad,) = torch.autograd.grad(target(output).sum(), x, retain_graph=i < len(targets) - 1)
+            maps.append(grad.abs().sum(dim=1))
+    return torch.stack(maps)
+
+
+def _cams(model: nn.Module, layer: nn.Module, images: torch.Tensor, targets: Sequence[Target],
+          spatial_mean: bool, size: tuple[int, int] | None) -> torch.Tensor:
+    maps = []
+    with _EvalMode(model), torch.enable_grad(), FeatureRecorder({"layer": layer}, detach=False) as rec:
+        output = model(_input(images))
+        activation = rec.features["layer"]
+        for i, target in enumerate(targets):
+            (grad,) = torch.autograd.grad(target(output).sum(), activation, retain_graph=i < len(targets) - 1)
+            weights = grad.mean(dim=(2, 3), keepdim=True) if spatial_mean else grad.clamp(min=0)
+            maps.append((weights * activation).sum(dim=1).clamp(min=0).detach())
+    cams = torch.stack(maps)  # (T, B, h, w)
+    if size is not None and tuple(cams.shape[-2:]) != tuple(size):
+        cams = F.interpolate(cams, size=size, mode="bilinear", align_corners=False).clamp(min=0)
+    return cams
+
+
+def grad_cam(model: nn.Module, layer: nn.Module, images: torch.Tensor, targets: Sequence[Target],
+             size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Grad-CAM at ``layer``: (T, B, h, w), or (T, B, *size) upsampled bilinearly."""
+    return _cams(model, layer, images, targets, spatial_mean=True, size=size)
+
+
+def layer_cam(model: nn.Module, layer: nn.Module, images: torch.Tensor, targets: Sequence[Target],
+              size: tuple[int, int] | None = None) -> torch.Tensor:
+    """LayerCAM at ``layer``: (T, B, h, w), or (T, B, *size) upsampled bilinearly."""
+    return _cams(model, layer, images, targets, spatial_mean=False, size=size)
+
+
+def disk_masks(hw: tuple[int, int], centres: torch.Tensor, radius: float) -> torch.Tensor:
+    """(N, H, W) boolean disks of ``radius`` pixels around (N, 2) (x, y) centres."""
+    h, w = hw
+    ys = torch.arange(h, dtype=torch.float32).view(1, h, 1)
+    xs = torch.arange(w, dtype=torch.float32).view(1, 1, w)
+    cx, cy = centres[:, 0].float().view(-1, 1, 1), centres[:, 1].float().view(-1, 1, 1)
+    return (xs - cx) ** 2 + (ys - cy) ** 2 <= radius ** 2
+
+
+def mass_inside(attribution: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Fraction of each (..., H, W) attribution map's total that lies inside ``mask`` (NaN for an all-zero map)."""
+    total = attribution.flatten(-2).sum(-1)
+    inside = (attribution * mask).flatten(-2).sum(-1)
+    return torch.where(total > 0, inside / total.clamp(min=1e-30), torch.full_like(total, float("nan")))
