@@ -6,8 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-from crosspose.evaluation.attribution import (disk_masks, grad_cam, input_gradient, joint_peak, layer_cam,
-                                              mass_inside)
+from crosspose.evaluation.attribution import (
+    disk_masks,
+    grad_cam,
+    input_gradient,
+    joint_peak,
+    layer_cam,
+    mass_inside,
+)
 from crosspose.evaluation.features import FeatureRecorder, pool_features, sample_at_points
 
 SIZE = 32

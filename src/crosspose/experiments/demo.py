@@ -34,6 +34,7 @@ from crosspose.data.macaquepose import read_macaquepose
 from crosspose.data.mpii import read_mpii
 from crosspose.data.synth import generate
 from crosspose.evaluation.report import draw_predictions, write_report
+from crosspose.experiments.inspect import what_transfers_section
 from crosspose.training.runs import test_checkpoint, train_and_test
 
 __all__ = ["Profile", "PROFILES", "run_demo", "configure_parser", "run"]
@@ -204,6 +205,9 @@ def run_demo(out: Path, profile: Profile) -> Path:
         fh.write("\n## Predictions on test images (green: ground truth, red: prediction)\n\n"
                  "Transfer: ![transfer samples](samples_transfer.png)\n\n"
                  "Scratch: ![scratch samples](samples_scratch.png)\n")
+        fh.write(what_transfers_section(out / "inspect", {"macaque": pre_ckpt, "scratch": out / f"scratch_seed{p.seeds[0]}",
+                                        "transfer": out / f"transfer_seed{p.seeds[0]}"},
+                                        [files["human_test"], files["macaque_val"]]))
     print(f"\nreport: {report}  ({time.perf_counter() - t_start:.0f} s)")
     return report
 

@@ -190,6 +190,11 @@ def _cell(value: Any, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _moved(value: float | None) -> str:
+    """Three significant digits: a frozen 0 and a barely moved 2e-4 must not both print as 0.000."""
+    return "n/a" if value is None else "0 (unchanged)" if value == 0 else f"{value:.3g}"
+
+
 def cka_table(cka_on_set: Mapping[str, Mapping[str, float | None]], pairs: Sequence[str] | None = None) -> str:
     """Markdown: one row per layer, one column per pair."""
     pairs = list(pairs or cka_on_set)
@@ -205,7 +210,7 @@ def movement_table(movement: Mapping[str, Mapping[str, Any]]) -> str:
     names = list(movement)
     lines = ["| stage | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for group in BACKBONE_STAGES + ("heads",):
-        cells = [_cell(movement[n]["groups"].get(group, {}).get("relative"), 3) for n in names]
+        cells = [_moved(movement[n]["groups"].get(group, {}).get("relative")) for n in names]
         lines.append(f"| {group} | " + " | ".join(cells) + " |")
     notes = [f"- {n}: {m['note']}" for n, m in movement.items() if m["note"]]
     notes += [f"- {n}, {g}: {v['note']}" for n, m in movement.items() for g, v in m["groups"].items() if v["note"]]
@@ -292,18 +297,16 @@ def run_summary(run_dir: str | Path, reference: str | Path | None, images: str |
     Cached in ``run_dir/inspect_summary.json`` (recomputed when the reference, images or n change).
     """
     run_dir = Path(run_dir)
-    ckpt = run_dir / "checkpoints" / "best.ckpt"
-    ckpt = ckpt if ckpt.is_file() else run_dir / "checkpoints" / "last.ckpt"
     key = {"reference": str(reference), "images": str(images), "n": n}
     cache = run_dir / "inspect_summary.json"
     if cache.is_file():
         cached = json.loads(cache.read_text(encoding="utf-8"))
         if cached.get("key") == key:
             return cached["columns"]
-    net = load_network("run", ckpt)
+    net = load_network("run", run_dir)
     columns: dict[str, float | None] = {f"cka_{s}": None for s in BACKBONE_STAGES}
     if reference:
-        ref = load_network("reference", reference)
+        ref = load_network("reference", reference, default_input_size=net.input_hw[0])
         image_set = load_image_set(images, None, n, 0, {net.input_hw, ref.input_hw})
         table, _ = compute_cka([ref, net], image_set, batch_size, 4, 0)
         columns.update({f"cka_{s}": table["reference vs run"].get(s) for s in BACKBONE_STAGES})
@@ -322,7 +325,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Options of ``crosspose inspect``."""
     parser.description = (__doc__ or "").split("\n\n")[0]
     parser.add_argument("--models", nargs="+", required=True, metavar="NAME=CKPT",
-                        help="networks to compare (NAME defaults to the run folder's name)")
+                        help="networks to compare: checkpoints or run folders (their best.ckpt, else last.ckpt); "
+                             "NAME defaults to the run folder's name")
     parser.add_argument("--images", action="append", required=True, metavar="[LABEL=]FILE.json|DIR",
                         help="COCO keypoints file or image folder (repeatable; the first one gives the attribution "
                              "panels, every annotated one joins the joint-feature embedding)")
@@ -350,7 +354,8 @@ def run(args: argparse.Namespace) -> int:
     for text in args.models:
         name, path = _named(text)
         path_obj = Path(path)
-        name = name or (path_obj.parent.parent.name if path_obj.parent.name == "checkpoints" else path_obj.stem)
+        name = name or (path_obj.name if path_obj.is_dir() else path_obj.parent.parent.name
+                        if path_obj.parent.name == "checkpoints" else path_obj.stem)
         if name in models:
             raise ConfigError(f"--models: the name {name!r} is given twice; name them NAME=CKPT")
         models[name] = path_obj

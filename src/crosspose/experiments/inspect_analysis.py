@@ -35,7 +35,7 @@ from crosspose.evaluation.movement import GroupMovement, relative_weight_movemen
 from crosspose.evaluation.similarity import MIN_SAMPLES, MinibatchCKA
 from crosspose.models.transfer import read_checkpoint
 
-__all__ = ["Network", "ImageSet", "load_network", "load_image_set", "compute_cka", "weight_movement",
+__all__ = ["Network", "ImageSet", "checkpoint_of", "load_network", "load_image_set", "compute_cka", "weight_movement",
            "resolve_init", "compute_attribution", "compute_embedding"]
 
 ATTRIBUTION_JOINTS = ("left_wrist", "right_elbow", "left_knee", "right_ankle")
@@ -84,12 +84,23 @@ def _input_hw(path: Path, meta: dict[str, Any], default: int | None) -> tuple[in
     return hw  # type: ignore[return-value]
 
 
+def checkpoint_of(path: str | Path) -> Path:
+    """A checkpoint file, or a run folder's ``checkpoints/best.ckpt`` (else ``last.ckpt``)."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.ckpt", "last.ckpt"):
+            if (path / "checkpoints" / name).is_file():
+                return path / "checkpoints" / name
+        raise CheckpointError(f"{path}: a folder without checkpoints/best.ckpt or checkpoints/last.ckpt")
+    return path
+
+
 def load_network(name: str, path: str | Path, default_input_size: int | None = None,
                  device: str = "cpu") -> Network:
-    """A crosspose checkpoint as an eval-mode network (weights only; timm weights never downloaded)."""
+    """A crosspose checkpoint (or run folder) as an eval-mode network (weights only; no timm download)."""
     from crosspose.training.module import PoseEstimationModule
 
-    path = Path(path)
+    path = checkpoint_of(path)
     _, meta = read_checkpoint(path)  # a clear CheckpointError for a missing or foreign file
     try:
         module = PoseEstimationModule.load_from_checkpoint(str(path), map_location="cpu", weights_only=True,
@@ -163,9 +174,8 @@ def _finite(value: float) -> float | None:
 def compute_cka(networks: list[Network], image_set: ImageSet, batch_size: int, grid: int,
                 embed_n: int = 0, device: str = "cpu") -> tuple[dict[str, dict[str, float | None]], dict[str, Any]]:
     """CKA per pair and layer on one image set; also stage-4 joint features of its first ``embed_n`` instances."""
-    pairs = list(itertools.combinations(networks, 2))
-    layers = {p: _pair_layers(*p)[0] for p in pairs}
-    acc = {(a.name, b.name, layer): MinibatchCKA() for (a, b) in pairs for layer in layers[(a, b)]}
+    acc = {(a.name, b.name, layer): MinibatchCKA() for a, b in itertools.combinations(networks, 2)
+           for layer in _pair_layers(a, b)[0]}
     joints: dict[str, list[np.ndarray]] = {n.name: [] for n in networks}
     labels: dict[str, list[str]] = {n.name: [] for n in networks}
     seen = 0
@@ -301,7 +311,7 @@ def compute_embedding(joint_features: dict[str, dict[str, dict[str, Any]]], meth
     """
     from sklearn.metrics import silhouette_score
 
-    networks = sorted({n for per_net in joint_features.values() for n in per_net})
+    networks = list(dict.fromkeys(n for per_net in joint_features.values() for n in per_net))
     out: dict[str, dict[str, Any]] = {}
     for name in networks:
         parts = [(label, per_net[name]) for label, per_net in joint_features.items()
