@@ -37,11 +37,15 @@ Target = Callable[[Any], torch.Tensor]
 
 
 def joint_peak(joint: int, key: str = "heatmap") -> Target:
-    """The highest logit of joint ``joint``'s score map (where the network puts that joint)."""
+    """The highest logit of joint ``joint``'s score map (where the network puts that joint).
+
+    For a (B, C) output (a classifier) it is simply channel ``joint``.
+    """
 
     def target(output: Any) -> torch.Tensor:
         maps = output[key] if isinstance(output, dict) else output
-        return maps[:, joint].flatten(1).amax(dim=1)
+        selected = maps[:, joint]
+        return selected.flatten(1).amax(dim=1) if selected.ndim > 1 else selected
 
     return target
 

@@ -33,7 +33,9 @@ import torch
 
 from crosspose.core.errors import ConfigError, CrossposeError
 from crosspose.core.io import atomic_write_json, atomic_write_text
+from crosspose.data.coco import load_coco_keypoints
 from crosspose.evaluation.features import BACKBONE_STAGES, HEAD_LAYERS
+from crosspose.evaluation.similarity import MIN_SAMPLES
 from crosspose.experiments.inspect_analysis import (
     ImageSet,
     Network,
@@ -269,8 +271,10 @@ def what_transfers_section(out: str | Path, checkpoints: Mapping[str, str | Path
     out = Path(out)
     head = "\n## What transfers (feature analysis, `crosspose inspect`)\n\n"
     try:
-        result = inspect_networks(dict(checkpoints), [(None, Path(p)) for p in images], out, n=n, panels=2,
-                                  log=lambda _: None)
+        # an extra (embedding-only) set too small for the estimator is left out rather than failing the section
+        extra = [Path(p) for p in images[1:] if len(load_coco_keypoints(p).instances()) >= MIN_SAMPLES]
+        result = inspect_networks(dict(checkpoints), [(None, Path(p)) for p in [images[0], *extra]], out, n=n,
+                                  panels=2, log=lambda _: None)
     except CrossposeError as exc:
         return head + f"Not measured: {exc}\n"
     first = next(iter(result["cka"]))

@@ -260,7 +260,8 @@ def compute_attribution(networks: list[Network], image_set: ImageSet, layer: str
         set_joints = sorted(mapping)
         targets = [joint_peak(mapping[j]) for j in set_joints]
         target_layer = pose_network_layers(net.net)[layer]
-        cams = layer_cam(net.net, target_layer, images, targets, size=net.input_hw).cpu()
+        cams = (layer_cam(net.net, target_layer, images, targets, size=net.input_hw).cpu() if targets
+                else torch.zeros(0, len(indices), *net.input_hw))
         with torch.inference_mode():
             scores = torch.sigmoid(net.net(images)["heatmap"].float()).cpu()
         entry: dict[str, Any] = {"joints": len(set_joints)}

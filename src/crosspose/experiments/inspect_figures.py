@@ -154,11 +154,13 @@ def plot_embedding(embedding: Mapping[str, Mapping[str, Any]], out_png: Path) ->
             species = np.array(e["species"])
             for k, u in enumerate(uniques):
                 sel = np.array([lab == u for lab in labels])
+                labelled = False
                 for s_i, s in enumerate(dict.fromkeys(e["species"])):
                     part = sel & (species == s)
                     if part.any():
                         ax.scatter(xy[part, 0], xy[part, 1], s=5, alpha=0.6, color=cmap(k % cmap.N),
-                                   marker="o^sD"[s_i % 4], label=u if s_i == 0 or key == "species" else None)
+                                   marker="o^sD"[s_i % 4], label=None if labelled else u)
+                        labelled = True
             sil = e.get(f"silhouette_{'species' if key == 'species' else 'joint'}")
             ax.set_title(f"{name}: stage-4 joint features by {title}"
                          + (f" (silhouette {sil:.2f})" if sil is not None else ""), fontsize=8)
