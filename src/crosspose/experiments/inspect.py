@@ -194,7 +194,7 @@ def _cell(value: Any, digits: int = 2) -> str:
 
 def _moved(value: float | None) -> str:
     """Three significant digits: a frozen 0 and a barely moved 2e-4 must not both print as 0.000."""
-    return "n/a" if value is None else "0 (unchanged)" if value == 0 else f"{value:.3g}"
+    return "n/a" if value is None else "0 (unchanged)" if value == 0 else f"{value:#.3g}"
 
 
 def cka_table(cka_on_set: Mapping[str, Mapping[str, float | None]], pairs: Sequence[str] | None = None) -> str:
@@ -284,6 +284,7 @@ def what_transfers_section(out: str | Path, checkpoints: Mapping[str, str | Path
         f"Linear CKA (unbiased minibatch estimator) on {result['image_sets'][first]['crops']} {first} test crops, "
         "per stage, between the networks (1 = same representation up to rotation and scale):", "",
         cka_table(result["cka"][first], pairs), "",
+        *[f"- {p}: {result['comparisons'][p]['note']}" for p in pairs if result["comparisons"][p]["note"]], "",
         "How far each stage of the transfer network moved from the macaque network it started from "
         "(||W - W0|| / ||W0||):", "", movement_table({k: v for k, v in result["movement"].items() if k == "transfer"}),
         "", f"Full tables: [{rel}/inspect.md]({rel}/inspect.md).", "",
