@@ -56,6 +56,10 @@ def _state(obj: Mapping[str, torch.Tensor] | nn.Module) -> Mapping[str, torch.Te
     return obj.state_dict() if isinstance(obj, nn.Module) else obj
 
 
+def _f64(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().to("cpu", torch.float64)  # the two networks may live on different devices
+
+
 def relative_weight_movement(
     current: Mapping[str, torch.Tensor] | nn.Module,
     initial: Mapping[str, torch.Tensor] | nn.Module,
@@ -89,8 +93,8 @@ def relative_weight_movement(
                    f"shape {tuple(cur[first].shape)} vs {tuple(ini[first].shape)} in the initial network")
             out[group] = GroupMovement(None, len(keys), elements, f"{first}: {why}")
             continue
-        diff = sum(float((cur[k].double() - ini[k].double()).pow(2).sum()) for k in keys)
-        base = sum(float(ini[k].double().pow(2).sum()) for k in keys)
+        diff = sum(float((_f64(cur[k]) - _f64(ini[k])).pow(2).sum()) for k in keys)
+        base = sum(float(_f64(ini[k]).pow(2).sum()) for k in keys)
         if base == 0.0:
             out[group] = GroupMovement(None, len(keys), elements, "the initial weights are all zero")
             continue
