@@ -177,3 +177,12 @@ def test_ablate_records_cka_and_movement_per_run_when_asked(trained: dict[str, P
     assert all(frozen[f"moved_{s}"] == 0.0 for s in BACKBONE_STAGES)  # the whole backbone was frozen
     assert all(frozen[f"cka_{s}"] == pytest.approx(1.0, abs=1e-6) for s in BACKBONE_STAGES)
     assert scratch["moved_stage1"] is None and scratch["cka_stage4"] < 0.999  # no init network; a new one
+
+
+def test_body_parts_group_joints_the_same_way_across_species() -> None:
+    from crosspose.core.skeletons import MACAQUE, MPII
+    from crosspose.experiments.inspect_analysis import body_part
+
+    assert {body_part(j) for j in ("Left Wrist", "r_elbow", "right_shoulder")} == {"arm"}
+    assert body_part("head_top") == body_part("nose") == "head" and body_part("left_ankle") == "leg"
+    assert "other" not in {body_part(j) for j in MPII.keypoints + MACAQUE.keypoints}

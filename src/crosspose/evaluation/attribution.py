@@ -30,7 +30,7 @@ from torch import nn
 
 from crosspose.evaluation.features import FeatureRecorder
 
-__all__ = ["Target", "joint_peak", "input_gradient", "grad_cam", "layer_cam", "disk_masks", "mass_inside"]
+__all__ = ["Target", "joint_peak", "input_gradient", "cam_maps", "grad_cam", "layer_cam", "disk_masks", "mass_inside"]
 
 Target = Callable[[Any], torch.Tensor]
 """Model output -> (B,) one score per example; its gradient is what is attributed."""
@@ -78,32 +78,41 @@ def input_gradient(model: nn.Module, images: torch.Tensor, targets: Sequence[Tar
     return torch.stack(maps)
 
 
-def _cams(model: nn.Module, layer: nn.Module, images: torch.Tensor, targets: Sequence[Target],
-          spatial_mean: bool, size: tuple[int, int] | None) -> torch.Tensor:
-    maps = []
+def cam_maps(model: nn.Module, layer: nn.Module, images: torch.Tensor, targets: Sequence[Target],
+             size: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """LayerCAM and Grad-CAM from the same gradients (one forward, one backward per target).
+
+    Returns (layercam, gradcam), each (T, B, h, w) or (T, B, *size) upsampled bilinearly, and the
+    model's output (detached), so a caller needs no second forward pass.
+    """
+    layer_maps, grad_maps = [], []
     with _EvalMode(model), torch.enable_grad(), FeatureRecorder({"layer": layer}, detach=False) as rec:
         output = model(_input(images))
         activation = rec.features["layer"]
         for i, target in enumerate(targets):
             (grad,) = torch.autograd.grad(target(output).sum(), activation, retain_graph=i < len(targets) - 1)
-            weights = grad.mean(dim=(2, 3), keepdim=True) if spatial_mean else grad.clamp(min=0)
-            maps.append((weights * activation).sum(dim=1).clamp(min=0).detach())
-    cams = torch.stack(maps)  # (T, B, h, w)
-    if size is not None and tuple(cams.shape[-2:]) != tuple(size):
-        cams = F.interpolate(cams, size=size, mode="bilinear", align_corners=False).clamp(min=0)
-    return cams
+            layer_maps.append((grad.clamp(min=0) * activation).sum(dim=1).clamp(min=0).detach())
+            grad_maps.append((grad.mean(dim=(2, 3), keepdim=True) * activation).sum(dim=1).clamp(min=0).detach())
+    detached = {k: v.detach() for k, v in output.items()} if isinstance(output, dict) else output.detach()
+    return _resize(torch.stack(layer_maps), size), _resize(torch.stack(grad_maps), size), detached
+
+
+def _resize(cams: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
+    if size is None or tuple(cams.shape[-2:]) == tuple(size):
+        return cams
+    return F.interpolate(cams, size=size, mode="bilinear", align_corners=False).clamp(min=0)
 
 
 def grad_cam(model: nn.Module, layer: nn.Module, images: torch.Tensor, targets: Sequence[Target],
              size: tuple[int, int] | None = None) -> torch.Tensor:
     """Grad-CAM at ``layer``: (T, B, h, w), or (T, B, *size) upsampled bilinearly."""
-    return _cams(model, layer, images, targets, spatial_mean=True, size=size)
+    return cam_maps(model, layer, images, targets, size)[1]
 
 
 def layer_cam(model: nn.Module, layer: nn.Module, images: torch.Tensor, targets: Sequence[Target],
               size: tuple[int, int] | None = None) -> torch.Tensor:
     """LayerCAM at ``layer``: (T, B, h, w), or (T, B, *size) upsampled bilinearly."""
-    return _cams(model, layer, images, targets, spatial_mean=False, size=size)
+    return cam_maps(model, layer, images, targets, size)[0]
 
 
 def disk_masks(hw: tuple[int, int], centres: torch.Tensor, radius: float) -> torch.Tensor:

@@ -182,7 +182,7 @@ def _result(networks: list[Network], sets: list[ImageSet], cka: dict[str, Any], 
         "movement": movement,
         "attribution": {"layer": attribution["layer"], "image_set": sets[0].label,
                         "joints_shown": attribution["joints_shown"], "networks": attribution["networks"]},
-        "embedding": {name: {k: e[k] for k in ("points", "silhouette_species", "silhouette_joint")}
+        "embedding": {name: {k: e[k] for k in ("points", "silhouette_species", "silhouette_joint", "silhouette_part")}
                       for name, e in embedded.items()},
         "settings": settings,
     }
@@ -252,10 +252,10 @@ def markdown(result: Mapping[str, Any]) -> str:
     if result["embedding"]:
         lines += ["", "## Stage-4 features at the labelled joints", "", "Silhouette (cosine) of the stage-4 "
                   "feature vectors at every labelled joint: near 1 = well separated, near 0 = mixed.", "",
-                  "| network | points | by species | by joint |", "|---|---|---|---|"]
+                  "| network | points | by species | by joint | by body part |", "|---|---|---|---|---|"]
         for name, e in result["embedding"].items():
             lines.append(f"| {name} | {e['points']} | {_cell(e['silhouette_species'])} | "
-                         f"{_cell(e['silhouette_joint'])} |")
+                         f"{_cell(e['silhouette_joint'])} | {_cell(e['silhouette_part'])} |")
     lines += ["", "## Figures", ""] + [f"![{k}]({v})" for k, v in result.get("figures", {}).items()]
     return "\n".join(lines) + "\n"
 

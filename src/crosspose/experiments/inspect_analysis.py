@@ -22,7 +22,7 @@ from crosspose.core.errors import CheckpointError, ConfigError, CrossposeError, 
 from crosspose.core.skeletons import canonical_joint_name, match_joints
 from crosspose.data.coco import load_coco_keypoints
 from crosspose.data.dataset import ImageFolderDataset, InstanceDataset
-from crosspose.evaluation.attribution import disk_masks, grad_cam, joint_peak, layer_cam, mass_inside
+from crosspose.evaluation.attribution import cam_maps, disk_masks, joint_peak, mass_inside
 from crosspose.evaluation.features import (
     BACKBONE_STAGES,
     HEAD_LAYERS,
@@ -35,7 +35,7 @@ from crosspose.evaluation.movement import GroupMovement, relative_weight_movemen
 from crosspose.evaluation.similarity import MIN_SAMPLES, MinibatchCKA
 from crosspose.models.transfer import read_checkpoint
 
-__all__ = ["Network", "ImageSet", "checkpoint_of", "load_network", "load_image_set", "compute_cka", "weight_movement",
+__all__ = ["Network", "ImageSet", "BODY_PARTS", "body_part", "checkpoint_of", "load_network", "load_image_set", "compute_cka", "weight_movement",
            "resolve_init", "compute_attribution", "compute_embedding"]
 
 ATTRIBUTION_JOINTS = ("left_wrist", "right_elbow", "left_knee", "right_ankle")
@@ -260,13 +260,16 @@ def compute_attribution(networks: list[Network], image_set: ImageSet, layer: str
         set_joints = sorted(mapping)
         targets = [joint_peak(mapping[j]) for j in set_joints]
         target_layer = pose_network_layers(net.net)[layer]
-        cams = (layer_cam(net.net, target_layer, images, targets, size=net.input_hw).cpu() if targets
-                else torch.zeros(0, len(indices), *net.input_hw))
-        with torch.inference_mode():
-            scores = torch.sigmoid(net.net(images)["heatmap"].float()).cpu()
+        if targets:
+            cams, gradcams, output = cam_maps(net.net, target_layer, images, targets, size=net.input_hw)
+            cams, gradcams = cams.cpu(), gradcams.cpu()
+        else:
+            cams = gradcams = torch.zeros(0, len(indices), *net.input_hw)
+            with torch.inference_mode():
+                output = net.net(images)
+        scores = torch.sigmoid(output["heatmap"].float()).cpu()
         entry: dict[str, Any] = {"joints": len(set_joints)}
         if image_set.annotated and set_joints:
-            gradcams = grad_cam(net.net, target_layer, images, targets, size=net.input_hw).cpu()
             radius = 0.1 * max(net.input_hw)
             points = it["keypoints"][:, set_joints].permute(1, 0, 2).reshape(-1, 2)
             valid = it["valid"][:, set_joints].permute(1, 0).reshape(-1)
@@ -297,6 +300,23 @@ def _peaks(score_map: torch.Tensor, input_hw: tuple[int, int]) -> torch.Tensor:
     return torch.stack(((flat % w).float() * stride_x + stride_x / 2, (flat // w).float() * stride_y + stride_y / 2), 1)
 
 
+BODY_PARTS: dict[str, tuple[str, ...]] = {
+    "head": ("nose", "eye", "ear", "head", "neck", "chin", "mouth"),
+    "arm": ("shoulder", "elbow", "wrist", "hand", "paw"),
+    "leg": ("hip", "knee", "ankle", "foot"),
+    "trunk": ("pelvis", "thorax", "spine", "back", "tail"),
+}
+
+
+def body_part(joint: str) -> str:
+    """Coarse body part of a joint name, comparable across species (``left_wrist`` -> ``arm``)."""
+    name = canonical_joint_name(joint)
+    for part, words in BODY_PARTS.items():
+        if any(w in name for w in words):
+            return part
+    return "other"
+
+
 def compute_embedding(joint_features: dict[str, dict[str, dict[str, Any]]], method: str = "pca",
                       seed: int = 0) -> dict[str, dict[str, Any]]:
     """2-D embedding of stage-4 joint features per network, over every annotated image set.
@@ -306,9 +326,10 @@ def compute_embedding(joint_features: dict[str, dict[str, dict[str, Any]]], meth
         method: ``pca`` (always available) or ``umap`` (needs the umap-learn package).
 
     Returns:
-        network -> ``{"xy", "species", "joints", "silhouette_species", "silhouette_joint"}``; the
-        silhouettes (cosine, in the full feature space) say how much the features separate by
-        species and by joint: near 1 well apart, near 0 mixed.
+        network -> ``{"xy", "species", "joints", "parts", "silhouette_species", "silhouette_joint",
+        "silhouette_part"}``; the silhouettes (cosine, in the full feature space) say how much the
+        features separate by species, by joint and by body part (head, arm, leg, trunk, the same
+        across species): near 1 well apart, near 0 mixed.
     """
     from sklearn.metrics import silhouette_score
 
@@ -332,8 +353,11 @@ def compute_embedding(joint_features: dict[str, dict[str, dict[str, Any]]], meth
             centred = x - x.mean(axis=0)
             _, _, vt = np.linalg.svd(centred, full_matrices=False)
             xy = centred @ vt[:2].T
-        entry: dict[str, Any] = {"xy": np.asarray(xy), "species": species, "joints": joints, "points": len(joints)}
-        for key, labels in (("silhouette_species", species), ("silhouette_joint", joints)):
+        parts_of = [body_part(j) for j in joints]
+        entry: dict[str, Any] = {"xy": np.asarray(xy), "species": species, "joints": joints, "parts": parts_of,
+                                 "points": len(joints)}
+        for key, labels in (("silhouette_species", species), ("silhouette_joint", joints),
+                            ("silhouette_part", parts_of)):
             k = len(set(labels))
             entry[key] = (_finite(float(silhouette_score(x, labels, metric="cosine", random_state=seed,
                                                          sample_size=min(len(labels), 2000))))

@@ -136,18 +136,18 @@ def plot_attribution(panels: Mapping[str, Mapping[str, Any]], joints: Sequence[s
                 px, py = p["peaks"][joint][i].tolist()
                 ax.plot(px, py, "x", color="red", ms=6, mew=1.5)
     fig.suptitle("Per-joint evidence: green o ground truth, red x predicted peak", fontsize=8)
-    return _save(plt, fig, out_png)
+    return _save(plt, fig, out_png, dpi=80)
 
 
 def plot_embedding(embedding: Mapping[str, Mapping[str, Any]], out_png: Path) -> Path:
-    """Rows: networks; left coloured by species (image set), right by joint."""
+    """Rows: networks; left coloured by species (image set), right by body part (marker: species)."""
     plt = _pyplot()
     names = list(embedding)
-    fig, axes = plt.subplots(max(1, len(names)), 2, figsize=(9.0, 3.3 * max(1, len(names))), squeeze=False)
+    fig, axes = plt.subplots(max(1, len(names)), 2, figsize=(8.0, 2.9 * max(1, len(names))), squeeze=False)
     for row, name in zip(axes, names, strict=False):
         e = embedding[name]
         xy = np.asarray(e["xy"])
-        for ax, key, title in ((row[0], "species", "species"), (row[1], "joints", "joint")):
+        for ax, key, title in ((row[0], "species", "species"), (row[1], "parts", "body part")):
             labels = list(e[key])
             uniques = list(dict.fromkeys(labels))
             cmap = plt.get_cmap("tab10" if len(uniques) <= 10 else "tab20")
@@ -161,12 +161,11 @@ def plot_embedding(embedding: Mapping[str, Mapping[str, Any]], out_png: Path) ->
                         ax.scatter(xy[part, 0], xy[part, 1], s=5, alpha=0.6, color=cmap(k % cmap.N),
                                    marker="o^sD"[s_i % 4], label=None if labelled else u)
                         labelled = True
-            sil = e.get(f"silhouette_{'species' if key == 'species' else 'joint'}")
+            sil = e.get(f"silhouette_{'species' if key == 'species' else 'part'}")
             ax.set_title(f"{name}: stage-4 joint features by {title}"
                          + (f" (silhouette {sil:.2f})" if sil is not None else ""), fontsize=8)
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.legend(fontsize=5 if key == "joints" else 7, markerscale=2, ncol=2 if len(uniques) > 8 else 1,
-                      loc="best", frameon=False)
+            ax.legend(fontsize=7, markerscale=2, loc="best", frameon=False)
     fig.suptitle("PCA of stage-4 features at labelled joints (marker: species)", fontsize=9)
-    return _save(plt, fig, out_png)
+    return _save(plt, fig, out_png, dpi=80)
