@@ -73,9 +73,9 @@ def plot_movement(movement: Mapping[str, Mapping[str, Any]], out_png: Path) -> P
         xs = [k + (i - (len(measured) - 1) / 2) * width for k in range(len(_GROUPS))]
         ax.bar([x for x, v in zip(xs, values, strict=True) if v is not None],
                [v for v in values if v is not None], width=width, label=name, color=f"C{i}")
-        for x, v in zip(xs, values, strict=True):
+        for x, v in zip(xs, values, strict=True):  # say why a bar is missing: frozen (0) or not measurable
             ax.text(x, v if v is not None else 0, "0" if v == 0 else ("n/a" if v is None else ""), ha="center",
-                    va="bottom", fontsize=7)
+                    va="bottom", fontsize=8, color=f"C{i}")
     ax.set_xticks(range(len(_GROUPS)), _GROUPS)
     ax.set_ylabel("||W - W0|| / ||W0||")
     ax.set_title("How far fine-tuning moved each stage from its init network", fontsize=9)
