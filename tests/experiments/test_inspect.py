@@ -137,13 +137,16 @@ def test_cli_writes_json_markdown_and_figures(trained: dict[str, Path], tmp_path
     out = tmp_path / "cli"
     assert main(["inspect", "--models", f"source={trained['source']}", str(trained["transfer"]),
                  "--images", str(trained["target_data"]), "--n", "8", "--batch-size", "8", "--attribution-n", "4",
-                 "--out", str(out)]) == 0
+                 "--random-reference", "--out", str(out)]) == 0
     result = json.loads((out / "inspect.json").read_text())
     assert list(result["models"]) == ["source", "transfer"]  # a bare checkpoint is named after its run folder
     assert result["image_sets"]["toy"]["crops"] == 8
     assert result["movement"]["source"]["note"].startswith("trained from scratch")
     assert result["attribution"]["networks"]["transfer"]["joints"] == 3
     assert "## Weight movement" in (out / "inspect.md").read_text()
+    floor = result["cka"]["toy"]["source vs random"]  # unrelated weights: clearly below the shared stem of 1
+    assert floor["stage4"] < 0.99 and result["cka"]["toy"]["source vs transfer"]["stem"] == pytest.approx(1.0, abs=1e-6)
+    assert "random" not in result["movement"] and "random" not in result["attribution"]["networks"]
 
 
 def test_demo_section_and_ablation_columns(trained: dict[str, Path], tmp_path: Path, one_torch_thread: None) -> None:

@@ -45,6 +45,7 @@ from crosspose.experiments.inspect_analysis import (
     compute_embedding,
     load_image_set,
     load_network,
+    random_network,
     weight_movement,
 )
 
@@ -86,6 +87,7 @@ def inspect_networks(
     embed_n: int = 100,
     embedding: str = "pca",
     device: str = "cpu",
+    random_reference: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Load, measure, write ``inspect.json``, ``inspect.md`` and the figures into ``out``; returns inspect.json.
@@ -102,6 +104,8 @@ def inspect_networks(
         cam_layer: backbone stage LayerCAM reads.
         attribution_n / panels: crops for the on-joint numbers / drawn in the figure.
         embed_n: instances per annotated set whose joints enter the embedding.
+        random_reference: add a freshly initialised network ("random", the first network's
+            architecture) to the CKA tables: the value unrelated weights get, to read the others against.
     """
     from crosspose.experiments.inspect_figures import (
         plot_attribution,
@@ -115,7 +119,12 @@ def inspect_networks(
     _check_options(models, batch_size, grid, cam_layer, inits)
     if not images:
         raise ConfigError("--images: give at least one COCO keypoints file or image folder")
-    networks = [load_network(name, path, input_size, device) for name, path in models.items()]
+    if random_reference and "random" in models:
+        raise ConfigError("--random-reference adds a network named 'random'; name yours otherwise")
+    loaded = [load_network(name, path, input_size, device) for name, path in models.items()]
+    networks = loaded + ([random_network(loaded[0], seed + 12345)] if random_reference else [])
+    for net in networks[len(loaded):]:
+        net.net.to(device)
     sizes = {net.input_hw for net in networks}
     sets: list[ImageSet] = []
     for label, source in images:
@@ -134,17 +143,19 @@ def inspect_networks(
             networks, image_set, batch_size, grid, embed_n if image_set.annotated else 0, device)
         log(f"inspect: CKA on {image_set.label} done ({time.perf_counter() - start:.0f} s)")
     movement = {net.name: weight_movement(net, Path(inits[net.name]) if net.name in inits else None)
-                for net in networks}
+                for net in loaded}
     for name, m in movement.items():
         if m["note"] and m["init_from"]:
             log(f"inspect: warning: {name}: {m['note']}")
-    attribution = compute_attribution(networks, sets[0], cam_layer, max(1, attribution_n), device)
-    embedded = compute_embedding(joint_features, embedding, seed)
+    attribution = compute_attribution(loaded, sets[0], cam_layer, max(1, attribution_n), device)
+    embedded = compute_embedding({label: {n: f for n, f in per_net.items() if n != "random" or not random_reference}
+                                  for label, per_net in joint_features.items()}, embedding, seed)
     log(f"inspect: attribution and embedding done ({time.perf_counter() - start:.0f} s)")
 
     result = _result(networks, sets, cka, movement, attribution, embedded, {
         "n": n, "batch_size": batch_size, "grid": grid, "seed": seed, "padding": padding, "cam_layer": cam_layer,
         "attribution_n": attribution_n, "embed_n": embed_n, "embedding": embedding,
+        "random_reference": random_reference,
         "estimator": "linear CKA, unbiased HSIC averaged over minibatches (Nguyen et al. 2021)"})
     figures = {
         "cka": plot_cka(cka, out / "inspect_cka.png").name,
@@ -233,6 +244,9 @@ def markdown(result: Mapping[str, Any]) -> str:
               "1 = the same representation up to rotation and scale; 0 = unrelated.", ""]
     backbone_only = [f"- {pair}: {c['note']}" for pair, c in result["comparisons"].items() if c["note"]]
     lines += backbone_only + ([""] if backbone_only else [])
+    if s.get("random_reference"):
+        lines += ["`random` is a freshly initialised network of the first one's architecture: its column is what "
+                  "unrelated weights score here (random convolutions keep much of an image's structure).", ""]
     for label, table in result["cka"].items():
         info = result["image_sets"][label]
         lines += [f"### On {info['crops']} {label} crops (`{info['source']}`)", "", cka_table(table) if table else
@@ -274,7 +288,7 @@ def what_transfers_section(out: str | Path, checkpoints: Mapping[str, str | Path
         # an extra (embedding-only) set too small for the estimator is left out rather than failing the section
         extra = [Path(p) for p in images[1:] if len(load_coco_keypoints(p).instances()) >= MIN_SAMPLES]
         result = inspect_networks(dict(checkpoints), [(None, Path(p)) for p in [images[0], *extra]], out, n=n,
-                                  panels=2, log=lambda _: None)
+                                  panels=2, random_reference=True, log=lambda _: None)
     except CrossposeError as exc:
         return head + f"Not measured: {exc}\n"
     first = next(iter(result["cka"]))
@@ -282,7 +296,8 @@ def what_transfers_section(out: str | Path, checkpoints: Mapping[str, str | Path
     rel = out.name
     return head + "\n".join([
         f"Linear CKA (unbiased minibatch estimator) on {result['image_sets'][first]['crops']} {first} test crops, "
-        "per stage, between the networks (1 = same representation up to rotation and scale):", "",
+        "per stage, between the networks (1 = same representation up to rotation and scale; `random`: a freshly "
+        "initialised network, the value unrelated weights get):", "",
         cka_table(result["cka"][first], pairs), "",
         *[f"- {p}: {result['comparisons'][p]['note']}" for p in pairs if result["comparisons"][p]["note"]], "",
         "How far each stage of the transfer network moved from the macaque network it started from "
@@ -350,6 +365,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--panels", type=int, default=2, help="crops drawn in the attribution figure (default 2)")
     parser.add_argument("--embed-n", type=int, default=100, help="instances per set in the embedding (default 100)")
     parser.add_argument("--embedding", choices=("pca", "umap"), default="pca", help="2-D embedding (default pca)")
+    parser.add_argument("--random-reference", action="store_true",
+                        help="add a freshly initialised network ('random') to the CKA tables, as the floor")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -373,5 +390,6 @@ def run(args: argparse.Namespace) -> int:
     inspect_networks(models, [_named(t) for t in args.images], args.out, n=args.n, batch_size=args.batch_size,
                      grid=args.grid, seed=args.seed, padding=args.padding, input_size=args.input_size, inits=inits,
                      cam_layer=args.cam_layer, attribution_n=args.attribution_n, panels=args.panels,
-                     embed_n=args.embed_n, embedding=args.embedding, device=args.device)
+                     embed_n=args.embed_n, embedding=args.embedding, device=args.device,
+                     random_reference=args.random_reference)
     return 0

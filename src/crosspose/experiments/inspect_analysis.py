@@ -35,7 +35,7 @@ from crosspose.evaluation.movement import GroupMovement, relative_weight_movemen
 from crosspose.evaluation.similarity import MIN_SAMPLES, MinibatchCKA
 from crosspose.models.transfer import read_checkpoint
 
-__all__ = ["Network", "ImageSet", "BODY_PARTS", "body_part", "checkpoint_of", "load_network", "load_image_set", "compute_cka", "weight_movement",
+__all__ = ["Network", "ImageSet", "BODY_PARTS", "body_part", "checkpoint_of", "load_network", "random_network", "load_image_set", "compute_cka", "weight_movement",
            "resolve_init", "compute_attribution", "compute_embedding"]
 
 ATTRIBUTION_JOINTS = ("left_wrist", "right_elbow", "left_knee", "right_ankle")
@@ -117,6 +117,24 @@ def load_network(name: str, path: str | Path, default_input_size: int | None = N
             "init_from": meta.get("init_from", module.hparams.init_from),
             "heads": meta.get("heads", module.hparams.heads)}
     return Network(name, path, net, names, _input_hw(path, meta, default_input_size), meta)
+
+
+def random_network(like: Network, seed: int = 12345) -> Network:
+    """A freshly initialised network of ``like``'s architecture, skeleton and input size.
+
+    The CKA floor: what two networks with unrelated weights score on these crops with this pooling
+    (random convolutions keep much of an image's structure, so it is far from 0).
+    """
+    from crosspose.models.network import PoseNetwork
+
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        net = PoseNetwork(len(like.keypoint_names), str(like.meta.get("backbone") or "resnet50")).eval()
+    finally:
+        torch.random.set_rng_state(state)  # the caller's random stream is not ours to move
+    meta = {"backbone": like.meta.get("backbone"), "init_from": None, "heads": None, "freeze": "none"}
+    return Network("random", Path(f"(fresh random init, seed {seed})"), net, like.keypoint_names, like.input_hw, meta)
 
 
 def load_image_set(source: str | Path, label: str | None, n: int, seed: int, sizes: set[tuple[int, int]],
