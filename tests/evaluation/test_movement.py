@@ -25,7 +25,7 @@ def test_unchanged_is_exactly_zero_and_a_known_change_has_a_known_value() -> Non
     with torch.no_grad():
         tuned[2].weight.mul_(3.0)  # ||3W - W|| / ||(W, b)|| with the bias b
         tuned[1].running_mean.add_(100.0)  # a statistic, not a weight: must not count
-    w, b = initial[2].weight.double(), initial[2].bias.double()
+    w, b = initial[2].weight.detach().double(), initial[2].bias.detach().double()
     want = float((2 * w).norm()) / math.sqrt(float(w.norm()) ** 2 + float(b.norm()) ** 2)
     moved = relative_weight_movement(tuned, initial, GROUPS)
     assert moved["first"].relative == 0.0
