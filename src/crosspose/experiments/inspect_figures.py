@@ -35,14 +35,14 @@ def _save(plt: Any, fig: Any, out_png: Path, dpi: int = 100) -> Path:
 
 
 def plot_cka(cka: Mapping[str, Mapping[str, Mapping[str, float | None]]], out_png: Path) -> Path:
-    """One heat map per image set: layers (rows) x network pairs (columns), values written in the cells."""
+    """One heat map per image set, stacked: layers (rows) x network pairs (columns), values in the cells."""
     plt = _pyplot()
     sets = list(cka)
     pairs = list(next(iter(cka.values()))) if sets else []
-    fig, axes = plt.subplots(1, max(1, len(sets)), figsize=(1.5 + 1.6 * max(1, len(pairs)) * max(1, len(sets)), 4.2),
+    fig, axes = plt.subplots(max(1, len(sets)), 1, figsize=(2.2 + 1.15 * max(1, len(pairs)), 0.6 + 3.0 * max(1, len(sets))),
                              squeeze=False, layout="constrained")
     image = None
-    for ax, label in zip(axes[0], sets, strict=False):
+    for ax, label in zip(axes[:, 0], sets, strict=False):
         grid = np.array([[np.nan if cka[label][p].get(layer) is None else cka[label][p][layer] for p in pairs]
                          for layer in LAYERS], dtype=float)
         cmap = plt.get_cmap("viridis").copy()
@@ -51,13 +51,13 @@ def plot_cka(cka: Mapping[str, Mapping[str, Mapping[str, float | None]]], out_pn
         for (r, c), v in np.ndenumerate(grid):
             ax.text(c, r, "n/a" if np.isnan(v) else f"{v:.2f}", ha="center", va="center", fontsize=8,
                     color="black" if np.isnan(v) or v > 0.55 else "white")
-        ax.set_xticks(range(len(pairs)), [p.replace(" vs ", "\nvs\n") for p in pairs], fontsize=8)
+        ax.set_xticks(range(len(pairs)), [p.replace(" vs ", "\nvs ") for p in pairs], fontsize=7)
         ax.set_yticks(range(len(LAYERS)), LAYERS, fontsize=8)
         ax.set_title(f"linear CKA on {label} crops", fontsize=9)
     if image is not None:
-        fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="CKA (1 = same representation)")
+        fig.colorbar(image, ax=axes[:, 0].tolist(), shrink=0.8, label="CKA (1 = same representation)")
     with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=100)
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)
     return out_png
 
