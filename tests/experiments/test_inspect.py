@@ -139,7 +139,7 @@ def test_cli_writes_json_markdown_and_figures(trained: dict[str, Path], tmp_path
                  "--images", str(trained["target_data"]), "--n", "8", "--batch-size", "8", "--attribution-n", "4",
                  "--random-reference", "--out", str(out)]) == 0
     result = json.loads((out / "inspect.json").read_text())
-    assert list(result["models"]) == ["source", "transfer"]  # a bare checkpoint is named after its run folder
+    assert list(result["models"]) == ["source", "transfer", "random"]  # a bare checkpoint: named after its run
     assert result["image_sets"]["toy"]["crops"] == 8
     assert result["movement"]["source"]["note"].startswith("trained from scratch")
     assert result["attribution"]["networks"]["transfer"]["joints"] == 3
