@@ -416,6 +416,8 @@ def run(args: argparse.Namespace) -> int:
     base = read_base_config(args.config)
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
+    if 0 < args.inspect < 4:
+        raise ConfigError(f"--inspect {args.inspect}: the unbiased CKA estimator needs at least 4 test crops")
     arms = args.arms or (list(ARMS) if base["model"].get("init_from") else ["scratch"])
     freeze = args.freeze or [base["model"].get("freeze", "none")]
     out = args.out or Path("runs/ablate") / args.config.stem

@@ -39,7 +39,7 @@ from crosspose.evaluation.similarity import MIN_SAMPLES
 from crosspose.experiments.inspect_analysis import (
     ImageSet,
     Network,
-    _pair_layers,
+    compared_layers,
     compute_attribution,
     compute_cka,
     compute_embedding,
@@ -179,7 +179,7 @@ def _result(networks: list[Network], sets: list[ImageSet], cka: dict[str, Any], 
     comparisons = {}
     for i, a in enumerate(networks):
         for b in networks[i + 1:]:
-            layers, note = _pair_layers(a, b)
+            layers, note = compared_layers(a, b)
             comparisons[f"{a.name} vs {b.name}"] = {"layers": list(layers), "note": note}
     return {
         "models": {net.name: {"checkpoint": str(net.path), "backbone": net.meta.get("backbone"),

@@ -35,7 +35,7 @@ from crosspose.evaluation.movement import GroupMovement, relative_weight_movemen
 from crosspose.evaluation.similarity import MIN_SAMPLES, MinibatchCKA
 from crosspose.models.transfer import read_checkpoint
 
-__all__ = ["Network", "ImageSet", "BODY_PARTS", "body_part", "checkpoint_of", "load_network", "random_network", "load_image_set", "compute_cka", "weight_movement",
+__all__ = ["Network", "ImageSet", "BODY_PARTS", "body_part", "checkpoint_of", "compared_layers", "load_network", "random_network", "load_image_set", "compute_cka", "weight_movement",
            "resolve_init", "compute_attribution", "compute_embedding"]
 
 ATTRIBUTION_JOINTS = ("left_wrist", "right_elbow", "left_knee", "right_ankle")
@@ -174,7 +174,7 @@ def _items(image_set: ImageSet, hw: tuple[int, int], indices: np.ndarray) -> dic
     return {k: torch.stack([it[k] for it in items]) for k in items[0]}
 
 
-def _pair_layers(a: Network, b: Network) -> tuple[tuple[str, ...], str | None]:
+def compared_layers(a: Network, b: Network) -> tuple[tuple[str, ...], str | None]:
     """Layers two networks are compared on, and why the heads are left out (if they are)."""
     if a.keypoint_names != b.keypoint_names:
         return BACKBONE_STAGES, (f"different skeletons ({len(a.keypoint_names)} vs {len(b.keypoint_names)} "
@@ -193,7 +193,7 @@ def compute_cka(networks: list[Network], image_set: ImageSet, batch_size: int, g
                 embed_n: int = 0, device: str = "cpu") -> tuple[dict[str, dict[str, float | None]], dict[str, Any]]:
     """CKA per pair and layer on one image set; also stage-4 joint features of its first ``embed_n`` instances."""
     acc = {(a.name, b.name, layer): MinibatchCKA() for a, b in itertools.combinations(networks, 2)
-           for layer in _pair_layers(a, b)[0]}
+           for layer in compared_layers(a, b)[0]}
     joints: dict[str, list[np.ndarray]] = {n.name: [] for n in networks}
     labels: dict[str, list[str]] = {n.name: [] for n in networks}
     seen = 0
