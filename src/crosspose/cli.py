@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("crosspose.evaluation.report", "compare metrics.json files: Table-1 markdown and plots"),
     "demo": ("crosspose.experiments.demo", "the paper's experiment end to end on the synthetic data"),
     "ablate": ("crosspose.experiments.ablate", "frozen-layer x data-size x seed ablation grid"),
+    "inspect": ("crosspose.experiments.inspect", "what transfers between networks: CKA per stage, weight movement, attribution"),
     "benchmark": ("crosspose.benchmark.run", "throughput side by side with DeepLabCut 3"),
     "convert": ("crosspose.convert.cli", "DeepLabCut 2 (TF) / 3 (PyTorch) and TF-slim models -> crosspose checkpoints"),
 }

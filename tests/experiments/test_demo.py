@@ -20,6 +20,7 @@ def test_demo_runs_every_stage_and_reports_all_four_models(tmp_path: Path) -> No
     for row in TABLE1_ROWS:
         assert any(line.startswith(row) for line in report.splitlines()), row
     assert "Seeds: 0, 1" in report and "Transfer vs scratch on the same humans" in report
+    assert "## What transfers" in report and "macaque vs transfer" in report and "Not measured" not in report
     for png in ("roc.png", "confidence_histograms.png", "pckh_per_joint.png", "samples_transfer.png"):
         assert (out / png).stat().st_size > 1000
     baseline = json.loads((out / "baseline" / "metrics.json").read_text())

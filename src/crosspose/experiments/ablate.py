@@ -275,8 +275,13 @@ def run_ablation(
     arms: Sequence[str] = ARMS,
     test_file: str | None = None,
     metric: str = "pckh",
+    inspect_n: int = 0,
 ) -> dict[str, Any]:
-    """Run (or reuse) every cell, then write the table, CSV, JSON and plots; returns ablation.json."""
+    """Run (or reuse) every cell, then write the table, CSV, JSON and plots; returns ablation.json.
+
+    ``inspect_n`` > 0 adds, per run, CKA per stage against the init network on that many test crops
+    and the weight movement per stage (columns ``cka_*`` and ``moved_*``; see ``crosspose inspect``).
+    """
     from crosspose.training.runs import load_run_metrics, train_and_test
 
     out = Path(out)
@@ -321,6 +326,10 @@ def run_ablation(
                                            "data": run_data, "trainer": trainer}))
         row = {"arm": cell.arm, "freeze": cell.freeze, "subset": cell.subset, "seed": cell.seed,
                **headline(metrics), "seconds": metrics.get("run", {}).get("seconds"), "run_dir": str(run_dir)}
+        if inspect_n:
+            from crosspose.experiments.inspect import run_summary
+
+            row.update(run_summary(run_dir, model.get("init_from"), test_file, inspect_n))
         rows.append(row)
         took = "reused" if reused else f"done in {row['seconds'] or 0:.0f} s"
         print(f"{tag}: {took}, PCKh@0.5 {row['pckh']:.1f}, F1 {row['f1']:.3f}", flush=True)
@@ -385,6 +394,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-file", default=None, help="test COCO file (default: data.test_file)")
     parser.add_argument("--metric", choices=sorted(METRICS), default="pckh", help="metric of the plots")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default runs/ablate/<config name>)")
+    parser.add_argument("--inspect", type=int, default=0, metavar="N",
+                        help="also record per run CKA per stage vs the init network on N test crops and the "
+                             "weight movement per stage (default 0: off)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -392,9 +404,11 @@ def run(args: argparse.Namespace) -> int:
     base = read_base_config(args.config)
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
+    if 0 < args.inspect < 4:
+        raise ConfigError(f"--inspect {args.inspect}: the unbiased CKA estimator needs at least 4 test crops")
     arms = args.arms or (list(ARMS) if base["model"].get("init_from") else ["scratch"])
     freeze = args.freeze or [base["model"].get("freeze", "none")]
     out = args.out or Path("runs/ablate") / args.config.stem
     run_ablation(base, out, freeze, args.subset, range(args.first_seed, args.first_seed + args.seeds), arms,
-                 args.test_file, args.metric)
+                 args.test_file, args.metric, args.inspect)
     return 0

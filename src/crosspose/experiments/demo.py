@@ -37,6 +37,7 @@ from crosspose.data.mpii import read_mpii
 from crosspose.data.synth import generate
 from crosspose.evaluation.report import draw_predictions, write_report
 from crosspose.evaluation.results import headline, load_prediction_records
+from crosspose.experiments.inspect import what_transfers_section
 from crosspose.training.runs import test_checkpoint, train_and_test
 
 __all__ = ["Profile", "configure_parser", "load_profile", "profile_names", "run", "run_demo"]
@@ -228,10 +229,13 @@ def run_demo(out: Path, profile: Profile) -> Path:
     for name, run_dir in (("transfer", out / f"transfer_seed{p.seeds[0]}"), ("scratch", out / f"scratch_seed{p.seeds[0]}")):
         preds = load_prediction_records(run_dir / "predictions.json")
         draw_predictions(gt, preds, out / f"samples_{name}.png", n=6)
+    section = what_transfers_section(out / "inspect", {"macaque": pre_ckpt, "scratch": out / f"scratch_seed{p.seeds[0]}",
+                                                        "transfer": out / f"transfer_seed{p.seeds[0]}"},
+                                     [files["human_test"], files["macaque_val"]])
     atomic_write_text(report, report.read_text(encoding="utf-8")
                       + "\n## Predictions on test images (green: ground truth, red: prediction)\n\n"
                         "Transfer: ![transfer samples](samples_transfer.png)\n\n"
-                        "Scratch: ![scratch samples](samples_scratch.png)\n")
+                        "Scratch: ![scratch samples](samples_scratch.png)\n" + section)
     log.info("report: %s  (%.0f s)", report, time.perf_counter() - t_start)
     return report
 

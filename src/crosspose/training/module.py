@@ -161,11 +161,16 @@ class PoseEstimationModule(L.LightningModule):
         self._prepared = True
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         checkpoint[METADATA_KEY] = {
             "backbone": self.hparams.backbone,
             "num_keypoints": self.hparams.num_keypoints,
             "keypoint_names": self.keypoint_names,
             "freeze": self.hparams.freeze,
+            # what `crosspose inspect` measures weight movement against, and the crop size it ran at
+            "init_from": self.hparams.init_from,
+            "heads": self.hparams.heads,
+            "input_size": list(dm.input_hw) if hasattr(dm, "input_hw") else None,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
