@@ -16,6 +16,7 @@ __all__ = ["configure_parser", "run"]
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Options of ``crosspose convert dlc-tf | dlc-pytorch``."""
     sub = parser.add_subparsers(dest="source", required=True, metavar="SOURCE")
     tf = sub.add_parser("dlc-tf", help="a DeepLabCut 2 TensorFlow snapshot or a TF-slim resnet_v1_*.ckpt",
                         description="Convert a DeepLabCut 2 (TensorFlow) ResNet snapshot, or TF-slim's ImageNet "
@@ -34,6 +35,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Convert the given snapshot into a crosspose checkpoint."""
     if args.source == "dlc-pytorch":
         from crosspose.convert.dlc_pytorch import convert_dlc_pytorch
 

@@ -65,6 +65,7 @@ def read_varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
 
 
 def encode_varint(value: int) -> bytes:
+    """``value`` as a protobuf/LevelDB base-128 varint."""
     out = bytearray()
     while True:
         byte = value & 0x7F

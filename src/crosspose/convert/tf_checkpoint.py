@@ -60,8 +60,10 @@ def _shape(buf: bytes | int) -> tuple[int, ...]:
 
 
 def resolve_prefix(path: str | Path) -> tuple[Path, str]:
-    """(checkpoint path or prefix, "v2" | "v1") for ``snapshot-N``, ``snapshot-N.index``,
-    ``snapshot-N.data-...``, ``snapshot-N.meta`` or a V1 ``model.ckpt`` file.
+    """The checkpoint prefix and its format ("v2" | "v1") for any of its files.
+
+    Accepts ``snapshot-N``, ``snapshot-N.index``, ``snapshot-N.data-...``, ``snapshot-N.meta`` or a V1
+    ``model.ckpt`` file.
     """
     path = Path(path)
     name = path.name

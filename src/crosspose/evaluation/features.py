@@ -71,14 +71,19 @@ class FeatureRecorder:
 
 @contextmanager
 def record_features(layers: Mapping[str, nn.Module], detach: bool = True) -> Iterator[dict[str, torch.Tensor]]:
-    """``with record_features(layers) as feats: net(x)`` -> ``feats[name]`` (a dict filled by the pass)."""
+    """Record the outputs of ``layers`` during a forward pass.
+
+    Use as ``with record_features(layers) as feats: net(x)``; then ``feats[name]`` holds each output.
+    """
     with FeatureRecorder(layers, detach) as recorder:
         yield recorder.features
 
 
 def pose_network_layers(net: nn.Module, heads: bool = True) -> dict[str, nn.Module]:
-    """The comparable parts of a PoseNetwork: ``stem`` (after conv1-bn1-ReLU), ``stage1``-``stage4``
-    (timm's ``layer1``-``layer4``), and with ``heads`` the score-map and locref heads.
+    """The comparable parts of a PoseNetwork.
+
+    ``stem`` (after conv1-bn1-ReLU), ``stage1``-``stage4`` (timm's ``layer1``-``layer4``), and with
+    ``heads`` the score-map and locref heads.
 
     Works on anything laid out like it: ``net.backbone.body`` a timm ResNet feature net.
     """

@@ -311,8 +311,10 @@ def what_transfers_section(out: str | Path, checkpoints: Mapping[str, str | Path
 
 def run_summary(run_dir: str | Path, reference: str | Path | None, images: str | Path, n: int = 200,
                 batch_size: int = 50) -> dict[str, float | None]:
-    """Flat columns for one ablation run: CKA per stage against ``reference`` (the init network) on
-    ``n`` crops of ``images``, and weight movement per stage (``None`` where not measurable).
+    """Flat columns for one ablation run: CKA and weight movement per stage.
+
+    CKA per stage against ``reference`` (the init network) on ``n`` crops of ``images``, and weight
+    movement per stage (``None`` where not measurable).
 
     Cached in ``run_dir/inspect_summary.json`` (recomputed when the reference, images or n change).
     """

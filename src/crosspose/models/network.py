@@ -71,7 +71,9 @@ class PoseNetwork(nn.Module):
         return self
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``images``: uint8 or 0-255 float RGB, (B, 3, H, W); H and W multiples of 16 for timm backbones
+        """Score maps and locref (and intermediate maps) for ``images``.
+
+        ``images``: uint8 or 0-255 float RGB, (B, 3, H, W); H and W multiples of 16 for timm backbones
         (the TF-slim one takes any size, as TensorFlow does).
         """
         stage3, stage4 = self.backbone(self.backbone.normalize(images))
