@@ -40,7 +40,8 @@ class InstanceDataset(Dataset):
     """The instances of a COCO keypoints file, cropped and (for training) augmented.
 
     Items are dicts of tensors: ``image`` (3, H, W) uint8, ``keypoints`` (K, 2) input pixels,
-    ``valid`` (K,) bool, ``to_original`` (2, 3) input->original pixels, ``index`` (instance number).
+    ``valid`` (K,) bool, ``to_original`` (2, 3) input->original pixels, ``zoom`` input pixels per
+    original pixel (the disk radius in original units needs it), ``index`` (instance number).
     An item may be requested as ``(index, epoch)`` (what :class:`ShardedEpochSampler` yields) so
     that its augmentation depends only on the run seed, the epoch and the index.
 
@@ -98,7 +99,7 @@ class InstanceDataset(Dataset):
         ann = self.instances[index]
         image = read_rgb(self.coco.image_path(ann["image_id"]), self.coco.path,
                          where=f"image {self.coco.images[ann['image_id']]['file_name']}")
-        crop, xy, valid, matrix = self.transform(
+        crop, xy, valid, matrix, zoom = self.transform(
             image, self._keypoints[index], ann["bbox"], sample_seed(self.seed, epoch, index)
         )
         return {
@@ -106,6 +107,7 @@ class InstanceDataset(Dataset):
             "keypoints": torch.from_numpy(xy),
             "valid": torch.from_numpy(valid),
             "to_original": torch.from_numpy(invert_affine(matrix).astype(np.float32)),
+            "zoom": torch.tensor(zoom, dtype=torch.float32),
             "index": torch.tensor(index, dtype=torch.long),
         }
 
@@ -127,7 +129,7 @@ class ImageFolderDataset(Dataset):
         index = item[0] if isinstance(item, tuple) else item
         image = read_rgb(self.paths[index])
         h, w = image.shape[:2]
-        crop, _, _, matrix = self.transform(image, np.zeros((0, 3)), (0, 0, w, h), 0)
+        crop, _, _, matrix, _ = self.transform(image, np.zeros((0, 3)), (0, 0, w, h), 0)
         return {
             "image": torch.from_numpy(crop).permute(2, 0, 1),
             "to_original": torch.from_numpy(invert_affine(matrix).astype(np.float32)),

@@ -41,8 +41,10 @@ class PoseEstimationModule(L.LightningModule):
         norm: ``batch`` (BatchNorm statistics train) or ``frozen`` (DeeperCut: eval-mode statistics).
         intermediate_supervision: extra score-map head and loss on stage 3.
         heatmap: ``disk`` (DeeperCut, sigmoid cross-entropy) or ``gaussian`` (MSE).
-        radius: disk radius in input pixels (17); also the locref region.
-        sigma: Gaussian width in input pixels (default 2 * radius / 3).
+        radius: disk radius (17); also the locref region.
+        radius_units: ``input`` (network-input pixels, DeepLabCut 3) or ``original`` (original-image
+            pixels, DeeperCut / DeepLabCut 2.2: the disk is ``radius * zoom`` input pixels per sample).
+        sigma: Gaussian width, in the units of ``radius`` (default 2 * radius / 3).
         locref_std: divisor of location-refinement targets (7.2801).
         unannotated: ``negative`` (an unlabelled joint is an all-zero map) or ``ignore``.
         locref_loss_weight: weight of the Huber locref term (0.05).
@@ -70,6 +72,7 @@ class PoseEstimationModule(L.LightningModule):
         intermediate_supervision: bool = False,
         heatmap: Literal["disk", "gaussian"] = "disk",
         radius: float = 17.0,
+        radius_units: Literal["input", "original"] = "input",
         sigma: float | None = None,
         locref_std: float = 7.2801,
         unannotated: Literal["negative", "ignore"] = "negative",
@@ -95,7 +98,7 @@ class PoseEstimationModule(L.LightningModule):
         self.save_hyperparameters(ignore=["optimizer"])
         self.keypoint_names = list(keypoint_names) if keypoint_names else None
         self.net = PoseNetwork(num_keypoints, backbone, pretrained, norm, intermediate_supervision)
-        self.codec = build_codec(heatmap, radius, sigma, locref_std, unannotated)
+        self.codec = build_codec(heatmap, radius, sigma, locref_std, unannotated, radius_units)
         self.optimizer_factory = optimizer
         self._prepared = False
         self._eval_rows: list[torch.Tensor] = []
@@ -152,7 +155,8 @@ class PoseEstimationModule(L.LightningModule):
         return self.net(images)
 
     def _losses(self, batch: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        targets = self.codec.encode(batch["keypoints"], batch["valid"], tuple(outputs["heatmap"].shape[-2:]))
+        targets = self.codec.encode(batch["keypoints"], batch["valid"], tuple(outputs["heatmap"].shape[-2:]),
+                                    zoom=batch.get("zoom"))
         return pose_loss(outputs, targets, self.codec, self.hparams.locref_loss_weight)
 
     # ------------------------------------------------------------------ steps
