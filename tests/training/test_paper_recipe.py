@@ -49,9 +49,30 @@ def test_pretrain_macaque_builds_deeplabcut22_pipeline_in_fp32(monkeypatch: pyte
 
 
 @pytest.mark.parametrize("name", ["finetune_mpii.yaml", "baseline_mpii.yaml", "benchmark_mpii.yaml"])
-def test_every_paper_config_pins_fp32_and_original_radius(name: str) -> None:
+def test_every_paper_config_pins_fp32_and_deepercut_radius(name: str) -> None:
     import yaml
 
     cfg = yaml.safe_load((PAPER / name).read_text())
     assert cfg["trainer"]["precision"] == "32-true"
-    assert cfg["model"]["radius_units"] == "original"
+    if name == "benchmark_mpii.yaml":
+        # DeeperCut's 17 px of the person-normalised image = 17 x global_scale 0.8452830189 input px
+        assert cfg["model"]["radius_units"] == "input"
+        assert cfg["model"]["radius"] == pytest.approx(17 * 0.8452830189, abs=0.01)
+    else:
+        assert cfg["model"]["radius_units"] == "original"
+
+
+def test_benchmark_mpii_is_deepercuts_mpii_recipe() -> None:
+    import yaml
+
+    cfg = yaml.safe_load((PAPER / "benchmark_mpii.yaml").read_text())
+    model, data = cfg["model"], cfg["data"]
+    assert model["backbone"] == "resnet101" and model["intermediate_supervision"] is True
+    assert model["intermediate_supervision_unit"] == 12
+    assert model["num_keypoints"] == len(data["joints"]) == 14 and model["keypoint_names"] == data["joints"]
+    assert not {"pelvis", "thorax"} & set(data["joints"])
+    aug = data["augmentation"]
+    assert aug["flip"] is True and aug["flip_p"] == 0.5 and aug["scale"] == [0.85, 1.15]
+    assert aug["rotation_p"] == 0.0 and data["batch_size"] == 1
+    # person height in the input = 400 px (refHeight) x global_scale 0.8452830189
+    assert data["input_size"] / data["padding"] == pytest.approx(400 * 0.8452830189, rel=1e-3)

@@ -41,6 +41,8 @@ class PoseDataModule(L.LightningDataModule):
         augmentation: training augmentation.
         seed: seed of shuffling and augmentation (independent of the model seed).
         pin_memory: pinned host memory for faster host-to-device copies (used only with a GPU).
+        joints: train and validate on these joints of the files, by name and in this order (e.g.
+            DeeperCut's 14 MPII joints); scoring matches them to the files' joints by name.
     """
 
     def __init__(
@@ -58,6 +60,7 @@ class PoseDataModule(L.LightningDataModule):
         augmentation: Augmentation | None = None,
         seed: int = 0,
         pin_memory: bool = True,
+        joints: list[str] | None = None,
     ) -> None:
         super().__init__()
         hw = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
@@ -73,6 +76,7 @@ class PoseDataModule(L.LightningDataModule):
         self.augmentation = augmentation if augmentation is not None else Augmentation()
         self.seed = seed
         self.pin_memory = pin_memory
+        self.joints = list(joints) if joints else None
         self.datasets: dict[str, InstanceDataset | ImageFolderDataset] = {}
         self._cocos: dict[str, CocoKeypoints] = {}
 
@@ -92,6 +96,8 @@ class PoseDataModule(L.LightningDataModule):
     @property
     def keypoint_names(self) -> tuple[str, ...] | None:
         """Joint names of the training file (else the first split given)."""
+        if self.joints:
+            return tuple(self.joints)
         given = self._given(("train", "val", "test", "predict"))
         return self.coco(given[0]).keypoint_names if given else None
 
@@ -104,6 +110,11 @@ class PoseDataModule(L.LightningDataModule):
         splits = ("train", "val") if stage == "fit" else ("val",) if stage == "validate" else ()
         for split in self._given(splits):
             coco = self.coco(split)
+            if self.joints:  # InstanceDataset checks that the file has every named joint
+                if len(self.joints) != num_keypoints:
+                    raise ConfigError(f"data.joints names {len(self.joints)} joints but the model predicts "
+                                      f"{num_keypoints} (model.num_keypoints)")
+                continue
             if coco.num_keypoints != num_keypoints:
                 raise ConfigError(
                     f"{coco.path}: the {split} file has {coco.num_keypoints} keypoints "
@@ -130,7 +141,7 @@ class PoseDataModule(L.LightningDataModule):
             self.datasets[split] = InstanceDataset(
                 self.coco(split), self.input_hw,
                 augmentation=self.augmentation if split == "train" else None,
-                padding=self.padding, seed=self.seed,
+                padding=self.padding, seed=self.seed, joints=self.joints,
             )
 
     def _loader(self, split: str, train: bool) -> DataLoader:

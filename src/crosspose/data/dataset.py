@@ -52,6 +52,8 @@ class InstanceDataset(Dataset):
         padding: context around each instance box.
         seed: run seed for the augmentation.
         check_images: verify up front that every image exists (one clear error before training).
+        joints: train on these joints of the file only, by name, in this order (e.g. DeeperCut's
+            14 MPII joints); default: all of them.
     """
 
     def __init__(
@@ -62,16 +64,24 @@ class InstanceDataset(Dataset):
         padding: float = 1.25,
         seed: int = 0,
         check_images: bool = True,
+        joints: Sequence[str] | None = None,
     ) -> None:
         self.coco = coco
         self.instances = coco.instances()
         if not self.instances:
             raise DataFormatError(coco.path, "no annotated instances (every annotation is crowd or has no labelled joint)")
         self.seed = seed
+        names = list(coco.keypoint_names)
+        missing = [j for j in joints or () if j not in names]
+        if missing:
+            raise DataFormatError(coco.path, f"no joint named {', '.join(missing)} (data.joints); "
+                                             f"the file has {', '.join(names)}")
+        columns = [names.index(j) for j in joints] if joints else list(range(len(names)))
+        self.keypoint_names = tuple(names[c] for c in columns)
         self.transform = InstanceTransform(
-            input_hw, augmentation, padding, flip_pairs_from_names(coco.keypoint_names), coco.num_keypoints
+            input_hw, augmentation, padding, flip_pairs_from_names(self.keypoint_names), len(columns)
         )
-        self._keypoints = np.stack([coco.keypoints(a) for a in self.instances]).astype(np.float64)
+        self._keypoints = np.stack([coco.keypoints(a)[columns] for a in self.instances]).astype(np.float64)
         if check_images:
             self._check_images()
 
