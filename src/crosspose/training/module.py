@@ -59,7 +59,9 @@ class PoseEstimationModule(L.LightningModule):
         freeze: freeze the backbone up to and including this part.
         channels_last: NHWC memory format (faster convolutions on CPU and tensor cores).
         compile: ``torch.compile`` the network.
-        pck_alpha: threshold of the validation PCK (PCKh@0.5 on MPII).
+
+    Validation scores PCKh@0.5 (the paper's metric, fixed by reference/metrics.md); checkpoints from
+    before the unused ``pck_alpha`` option was removed still load (Lightning drops unknown hparams).
     """
 
     def __init__(
@@ -87,7 +89,6 @@ class PoseEstimationModule(L.LightningModule):
         freeze: FreezeLevel = "none",
         channels_last: bool = True,
         compile: bool = False,
-        pck_alpha: float = 0.5,
     ) -> None:
         super().__init__()
         if num_keypoints <= 0:
@@ -194,6 +195,14 @@ class PoseEstimationModule(L.LightningModule):
         out = self._inference_net[0](images)
         keypoints = to_original(self.codec.decode(out["heatmap"], out["locref"]), batch["to_original"])
         return {"index": batch["index"], "keypoints": keypoints}
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # A run whose max_steps falls mid-epoch would stop without scoring its final weights, so
+        # best.ckpt could never be them. Asking to stop makes Lightning validate this step first
+        # (training_epoch_loop._should_check_val_fx) and the checkpoints see that validation.
+        max_steps = self.trainer.max_steps
+        if max_steps is not None and max_steps > 0 and self.trainer.global_step >= max_steps:
+            self.trainer.should_stop = True
 
     def on_predict_end(self) -> None:
         self._inference_net.clear()  # weights may change after this (more training, another checkpoint)
