@@ -12,10 +12,11 @@ from lightning.pytorch.cli import OptimizerCallable
 
 from crosspose.core.codecs import build_codec
 from crosspose.core.errors import ConfigError
-from crosspose.models.freeze import FreezeLevel, freeze_backbone
+from crosspose.models.freeze import FreezeLevel, freeze_backbone, frozen_stages
 from crosspose.models.inference import inference_copy
 from crosspose.models.network import NormMode, PoseNetwork
 from crosspose.models.transfer import METADATA_KEY, HeadsMode, initialize_from_checkpoint
+from crosspose.models.unfreeze import level_at, parse_unfreeze, stage_batchnorms, stage_parameters
 from crosspose.training.distributed import gather_rows
 from crosspose.training.losses import pose_loss
 from crosspose.training.schedulers import ScheduleName, build_scheduler
@@ -57,6 +58,8 @@ class PoseEstimationModule(L.LightningModule):
         init_from: checkpoint to initialise from (transfer learning); weights only.
         heads: ``reinit`` | ``keep`` | ``map`` (see crosspose.models.transfer).
         freeze: freeze the backbone up to and including this part.
+        unfreeze: gradual unfreezing, ``{step: level}`` (e.g. ``{2000: stage3, 5000: none}`` after
+            ``freeze: backbone``); see crosspose.models.unfreeze. Single process only.
         channels_last: NHWC memory format (faster convolutions on CPU and tensor cores).
         compile: ``torch.compile`` the network.
 
@@ -87,6 +90,7 @@ class PoseEstimationModule(L.LightningModule):
         init_from: str | None = None,
         heads: HeadsMode = "reinit",
         freeze: FreezeLevel = "none",
+        unfreeze: dict[int, FreezeLevel] | None = None,
         channels_last: bool = True,
         compile: bool = False,
     ) -> None:
@@ -96,6 +100,10 @@ class PoseEstimationModule(L.LightningModule):
         if keypoint_names is not None and len(keypoint_names) != num_keypoints:
             raise ConfigError(f"model.keypoint_names has {len(keypoint_names)} names but "
                               f"model.num_keypoints is {num_keypoints}")
+        frozen_stages(freeze)  # an unknown level is a ConfigError now, not at setup
+        self._unfreeze = parse_unfreeze(freeze, unfreeze)
+        self._scheduled_stages: list[str] = []  # frozen now, unfrozen later by the schedule
+        self._soft_frozen: list[str] = []  # those of them still frozen at the current step
         self.save_hyperparameters(ignore=["optimizer"])
         self.keypoint_names = list(keypoint_names) if keypoint_names else None
         self.net = PoseNetwork(num_keypoints, backbone, pretrained, norm, intermediate_supervision)
@@ -117,6 +125,10 @@ class PoseEstimationModule(L.LightningModule):
             if self.keypoint_names is None and dm.keypoint_names is not None:
                 self.keypoint_names = list(dm.keypoint_names)
         self.prepare_network(resuming=self._trainer is not None and self.trainer.ckpt_path is not None)
+        if self._unfreeze and self._trainer is not None and self.trainer.world_size > 1:
+            # DDP registers only parameters that require gradients when it wraps the model
+            raise ConfigError("model.unfreeze (gradual unfreezing) runs in a single process only; "
+                              "use model.freeze under DDP")
 
     def prepare_network(self, resuming: bool = False) -> None:
         """Apply ``init_from`` and ``freeze`` once (before any checkpoint restore or optimizer)."""
@@ -126,7 +138,15 @@ class PoseEstimationModule(L.LightningModule):
         if hp.init_from and not resuming:
             self.transfer_summary = initialize_from_checkpoint(self.net, hp.init_from, hp.heads,
                                                                self.keypoint_names)
-        if hp.freeze != "none":
+        if self._unfreeze:
+            final = self._unfreeze[-1][1]
+            if final != "none":
+                freeze_backbone(self.net.backbone, final)  # frozen to the end: for good
+            self._scheduled_stages = [s for s in frozen_stages(hp.freeze) if s not in frozen_stages(final)]
+            self._soft_frozen = list(self._scheduled_stages)
+            for p in stage_parameters(self.net.backbone, self._soft_frozen):
+                p.requires_grad_(False)
+        elif hp.freeze != "none":
             freeze_backbone(self.net.backbone, hp.freeze)
         if hp.channels_last:
             self.net.to(memory_format=torch.channels_last)
@@ -196,6 +216,36 @@ class PoseEstimationModule(L.LightningModule):
         keypoints = to_original(self.codec.decode(out["heatmap"], out["locref"]), batch["to_original"])
         return {"index": batch["index"], "keypoints": keypoints}
 
+    # ------------------------------------------------------ gradual unfreezing
+    def _backbone(self) -> Any:
+        return getattr(self.net, "_orig_mod", self.net).backbone
+
+    def apply_unfreeze(self, step: int) -> list[str]:
+        """Unfreeze what the schedule frees by ``step``; returns the stages unfrozen now."""
+        if not self._unfreeze:
+            return []
+        frozen = frozen_stages(level_at(self.hparams.freeze, self._unfreeze, step))
+        still = [s for s in self._scheduled_stages if s in frozen]
+        freed = [s for s in self._soft_frozen if s not in still]
+        if freed:
+            for p in stage_parameters(self._backbone(), freed):
+                p.requires_grad_(True)
+            self._soft_frozen = still
+            self.train(self.training)  # their BatchNorm layers leave eval mode (unless norm: frozen)
+        return freed
+
+    def train(self, mode: bool = True) -> PoseEstimationModule:
+        super().train(mode)
+        if mode and getattr(self, "_soft_frozen", None):
+            for m in stage_batchnorms(self._backbone(), self._soft_frozen):
+                m.eval()  # a softly frozen stage keeps its statistics too
+        return self
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        freed = self.apply_unfreeze(self.global_step)
+        if freed and self.trainer.is_global_zero:
+            print(f"step {self.global_step}: unfreezing {', '.join(freed)}", flush=True)
+
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         # A run whose max_steps falls mid-epoch would stop without scoring its final weights, so
         # best.ckpt could never be them. Asking to stop makes Lightning validate this step first
@@ -209,6 +259,10 @@ class PoseEstimationModule(L.LightningModule):
 
     def on_train_start(self) -> None:
         self._inference_net.clear()
+        # Lightning 2.6 never calls .train() when fitting starts (its loops only save and restore
+        # each submodule's flag around evaluation), so the modes PoseNetwork.train and self.train
+        # set (norm: frozen, softly frozen stages: BatchNorm in eval mode) are applied here.
+        self.train(True)
 
     # ------------------------------------------------------------ evaluation
     def on_validation_epoch_start(self) -> None:
@@ -269,8 +323,12 @@ class PoseEstimationModule(L.LightningModule):
 
     # ------------------------------------------------------------- optimizer
     def configure_optimizers(self) -> dict[str, Any]:
+        # stages the unfreeze schedule frees later are in the backbone group from the start (inert
+        # until they get gradients), so the optimizer's layout, and a resumed state, never change
+        scheduled = {id(p) for p in stage_parameters(self._backbone(), self._scheduled_stages)}
         head_params = [p for n, p in self.net.named_parameters() if p.requires_grad and not _is_backbone(n)]
-        backbone_params = [p for n, p in self.net.named_parameters() if p.requires_grad and _is_backbone(n)]
+        backbone_params = [p for n, p in self.net.named_parameters()
+                           if (p.requires_grad or id(p) in scheduled) and _is_backbone(n)]
         factory = self.optimizer_factory or (lambda params: torch.optim.SGD(params, lr=0.005, momentum=0.9))
         groups: list[dict[str, Any]] = [{"params": head_params, "name": "heads"}]
         if backbone_params:
