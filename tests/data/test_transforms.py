@@ -156,3 +156,12 @@ def test_deeplabcut22_pipeline_runs_and_is_deterministic_per_seed() -> None:
         plain = InstanceTransform((64, 64), None, 1.0, (), 2)(image, kps, (10.0, 5.0, 80.0, 80.0), seed)
         changed += int(not np.array_equal(a.image, plain.image))
     assert changed >= 6
+
+
+def test_augmentation_values_are_checked_and_scale_becomes_a_tuple() -> None:
+    from crosspose.core.errors import ConfigError
+
+    assert Augmentation(scale=[0.5, 1.25]).scale == (0.5, 1.25)  # type: ignore[arg-type]
+    for bad in ({"scale": (1.2, 0.8)}, {"rotation_p": 1.5}, {"elastic_p": -0.1}, {"crop_pad": 0.7}):
+        with pytest.raises(ConfigError):
+            Augmentation(**bad)  # type: ignore[arg-type]

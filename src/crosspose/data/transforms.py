@@ -27,6 +27,7 @@ import albumentations as A
 import cv2
 import numpy as np
 
+from crosspose.core.errors import ConfigError
 from crosspose.core.skeletons import flip_permutation
 from crosspose.data import deeplabcut_ops
 
@@ -75,6 +76,18 @@ class Augmentation:
     dropout_p: float = 0.0
     elastic_p: float = 0.0
     keep_outside: bool = False
+
+    def __post_init__(self) -> None:
+        lo, hi = (float(v) for v in self.scale)  # YAML and JSON give a list
+        if not 0 < lo <= hi:
+            raise ConfigError(f"augmentation.scale must be [low, high] with 0 < low <= high, got {list(self.scale)}")
+        self.scale = (lo, hi)
+        for name in ("rotation_p", "flip_p", "color_p", "blur_p", "noise_p", "crop_pad_p", "motion_blur_p",
+                     "dropout_p", "elastic_p"):
+            if not 0.0 <= float(getattr(self, name)) <= 1.0:
+                raise ConfigError(f"augmentation.{name} is a probability, got {getattr(self, name)}")
+        if not 0.0 <= self.crop_pad < 0.5:
+            raise ConfigError(f"augmentation.crop_pad is a fraction of each side below 0.5, got {self.crop_pad}")
 
     @classmethod
     def deeplabcut22(cls) -> Augmentation:
