@@ -165,3 +165,23 @@ def test_augmentation_values_are_checked_and_scale_becomes_a_tuple() -> None:
     for bad in ({"scale": (1.2, 0.8)}, {"rotation_p": 1.5}, {"elastic_p": -0.1}, {"crop_pad": 0.7}):
         with pytest.raises(ConfigError):
             Augmentation(**bad)  # type: ignore[arg-type]
+
+
+def test_original_resolution_ops_keep_the_geometry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the pixel operations made identities, the region-based warp equals the plain one."""
+    from crosspose.data import deeplabcut_ops
+
+    monkeypatch.setattr(deeplabcut_ops, "coarse_dropout", lambda image, rng: image)
+    monkeypatch.setattr(deeplabcut_ops, "motion_blur", lambda image, rng: image)
+    img = np.random.default_rng(0).integers(1, 255, (200, 300, 3), dtype=np.uint8)
+    kps = np.array([[150.0, 100.0, 2.0], [120.0, 60.0, 2.0]])
+    geometry = dict(scale=(0.7, 1.2), rotation=25.0, rotation_p=1.0, translate=0.0, color_p=0.0, blur_p=0.0,
+                    noise_p=0.0, crop_pad=0.15, crop_pad_p=1.0)
+    plain = InstanceTransform((64, 64), Augmentation(**geometry), 1.0, (), 2)
+    ops = InstanceTransform((64, 64), Augmentation(**geometry, dropout_p=1.0, motion_blur_p=1.0), 1.0, (), 2)
+    for seed in range(6):
+        a, b = plain(img, kps, (100, 50, 100, 100), seed), ops(img, kps, (100, 50, 100, 100), seed)
+        assert np.array_equal(a.matrix, b.matrix) and np.allclose(a.keypoints, b.keypoints)
+        # the same pixels up to OpenCV's fixed-point interpolation (1/32 px) on another offset
+        diff = np.abs(a.image.astype(int) - b.image.astype(int))
+        assert diff.max() <= 8 and (diff > 1).mean() < 0.02, (seed, diff.max(), (diff > 1).mean())

@@ -250,9 +250,11 @@ class InstanceTransform:
             # later draws only when enabled, so crosspose's own pipeline draws what it always drew
             if aug.crop_pad > 0 and aug.crop_pad_p > 0 and rng.random() < aug.crop_pad_p:
                 matrix = _crop_and_pad(matrix, rng.uniform(-aug.crop_pad, aug.crop_pad, size=4), self.input_hw)
-            image, matrix, xy_orig = self._original_resolution_ops(image, matrix, xy_orig, aug, rng)
         h, w = self.input_hw
-        out = cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        warp = matrix  # what the warp reads from: the image, or the processed region of it
+        if aug is not None:
+            image, warp, xy_orig = self._original_resolution_ops(image, matrix, xy_orig, aug, rng)
+        out = cv2.warpAffine(image, warp, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         if self.photometric is not None:
             self.photometric.set_random_seed(seed)
             out = self.photometric(image=out)["image"]
@@ -270,8 +272,9 @@ class InstanceTransform:
         """DeepLabCut's motion blur, coarse dropout and elastic deformation at original resolution.
 
         Only the part of the image the matrix reads (plus a margin) is processed; returns that
-        region, the matrix re-based onto it, and the keypoints in original pixels (the elastic
-        deformation moves them).
+        region, the matrix re-based onto it (for the warp only: keypoints and ``to_original`` keep
+        the original-image matrix), and the keypoints in original pixels (the elastic deformation
+        moves them).
         """
         fire = [p > 0 and rng.random() < p for p in (aug.motion_blur_p, aug.dropout_p, aug.elastic_p)]
         if not any(fire):
