@@ -67,10 +67,10 @@ def coarse_dropout(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     ws = max(int(DROPOUT_SIZE_PERCENT * w), DROPOUT_MIN_SIZE)
     per_channel = rng.random() < DROPOUT_PER_CHANNEL
     n = channels if per_channel else 1
-    keep = (rng.random((hs, ws, n)) >= DROPOUT_P).astype(np.uint8)
-    keep = cv2.resize(keep, (w, h), interpolation=cv2.INTER_NEAREST).reshape(h, w, n)
+    small = (rng.random((hs, ws, n)) >= DROPOUT_P).astype(np.uint8)
+    keep = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST).reshape(h, w, n)
     out = image * (keep if image.ndim == 3 else keep[..., 0])
-    return out.astype(image.dtype)
+    return np.asarray(out, dtype=image.dtype)
 
 
 def elastic_transform(

@@ -187,7 +187,7 @@ def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
 
 def summarize(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Mean and sample standard deviation over seeds of every (arm, freeze, subset)."""
-    groups: dict[tuple[str, str, Any], list[Mapping[str, Any]]] = {}
+    groups: dict[tuple[str, str, str, Any], list[Mapping[str, Any]]] = {}
     for r in rows:
         groups.setdefault((r["arm"], r["freeze"], r.get("unfreeze") or "", r["subset"]), []).append(r)
     out = []
