@@ -80,3 +80,44 @@ def test_ignored_joint_leaves_the_mean_and_gaussian_uses_mse() -> None:
     gauss = pose_loss({"heatmap": torch.tensor([[[[0.25]], [[5.0]]]]), "locref": torch.zeros((1, 4, 1, 1))},
                       targets, build_codec("gaussian"))
     assert gauss["heatmap"].item() == pytest.approx(0.75**2)
+
+
+def _positive_radius(heatmap: torch.Tensor, x: float, y: float, stride: int = 8) -> tuple[float, float]:
+    """(farthest positive cell centre, nearest negative cell centre) from (x, y), read off a target map."""
+    h, w = heatmap.shape
+    inside, outside = 0.0, math.inf
+    for gy in range(h):
+        for gx in range(w):
+            d = math.hypot(stride * gx + stride / 2 - x, stride * gy + stride / 2 - y)
+            if heatmap[gy, gx] > 0:
+                inside = max(inside, d)
+            else:
+                outside = min(outside, d)
+    return inside, outside
+
+
+@pytest.mark.parametrize("zoom", [0.6, 1.0, 2.0, 2.7])
+def test_original_radius_units_scale_the_disk_by_each_samples_zoom(zoom: float) -> None:
+    kp = torch.tensor([[[100.0, 92.0]], [[100.0, 92.0]]])
+    valid = torch.ones((2, 1), dtype=torch.bool)
+    zooms = torch.tensor([zoom, 1.0])
+    original = build_codec("disk", radius=17.0, radius_units="original").encode(kp, valid, (25, 25), zoom=zooms)
+    inside, outside = _positive_radius(original.heatmap[0, 0], 100.0, 92.0)
+    assert inside <= 17.0 * zoom < outside
+    # the locref region follows the disk
+    assert torch.equal(original.locref_mask[0, 0], original.heatmap[0, 0])
+    # the second sample of the batch (zoom 1) keeps 17 px: the radius is per sample
+    inside1, outside1 = _positive_radius(original.heatmap[1, 0], 100.0, 92.0)
+    assert inside1 <= 17.0 < outside1
+    # input units ignore the zoom: 17 input pixels whatever the sample's scale
+    given = build_codec("disk", radius=17.0, radius_units="input").encode(kp, valid, (25, 25), zoom=zooms)
+    inside_in, outside_in = _positive_radius(given.heatmap[0, 0], 100.0, 92.0)
+    assert inside_in <= 17.0 < outside_in
+
+
+def test_original_radius_units_need_the_zoom() -> None:
+    codec = build_codec("disk", radius_units="original")
+    with pytest.raises(ValueError, match="zoom"):
+        codec.encode(torch.zeros((1, 1, 2)), torch.ones((1, 1), dtype=torch.bool), (4, 4))
+    with pytest.raises(ValueError, match="radius_units"):
+        build_codec("disk", radius_units="pixels")  # type: ignore[arg-type]

@@ -144,3 +144,26 @@ def test_the_shipped_tiny_config_is_a_valid_base() -> None:
     base = ablate.read_base_config(REPO / "configs" / "ablate" / "synthetic_tiny.yaml")
     assert base["model"]["backbone"] == "resnet18" and base["model"]["init_from"]
     assert base["trainer"]["max_steps"] <= 200  # tiny: minutes on a CPU
+
+
+def test_unfreeze_schedules_are_an_axis_of_the_transfer_arm(tmp_path: Path) -> None:
+    config, test = _base_config(tmp_path)
+    out = tmp_path / "grid"
+    assert main(["ablate", "--config", str(config), "--freeze", "stage4", "--unfreeze", "fixed;1:none",
+                 "--subset", "4", "--arms", "transfer,scratch", "--test-file", str(test), "--out", str(out)]) == 0
+    gradual = out / "transfer-freeze_stage4-unfreeze_1atnone-n4-seed0"
+    assert gradual.is_dir() and (out / "transfer-freeze_stage4-n4-seed0").is_dir()
+    assert yaml.safe_load((gradual / "config.yaml").read_text())["model"]["unfreeze"] == {1: "none"}
+    table = (out / "ablation.md").read_text()
+    assert "| transfer | stage4, unfreeze 1:none | 4 |" in table and "| transfer | stage4 | 4 |" in table
+    with (out / "ablation_runs.csv").open() as fh:
+        assert sorted(r["unfreeze"] for r in csv.DictReader(fh)) == ["", "", "1:none"]
+
+
+def test_a_schedule_that_cannot_run_is_refused_before_any_training(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    config, test = _base_config(tmp_path)
+    assert main(["ablate", "--config", str(config), "--freeze", "none", "--unfreeze", "1:stage2",
+                 "--subset", "4", "--test-file", str(test), "--out", str(tmp_path / "g")]) == 2
+    assert "does not unfreeze" in capsys.readouterr().err
+    assert not any((tmp_path / "g").glob("transfer-*"))

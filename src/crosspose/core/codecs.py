@@ -19,6 +19,7 @@ import torch
 __all__ = ["HeatmapCodec", "Targets", "build_codec"]
 
 Unannotated = Literal["negative", "ignore"]
+RadiusUnits = Literal["input", "original"]
 
 
 @dataclass
@@ -52,6 +53,10 @@ class HeatmapCodec:
         locref_std: DeeperCut's ``locref_stdev`` (7.2801).
         unannotated: ``negative`` (default, DeeperCut): an unannotated or out-of-view joint has an
             all-zero map that still takes part in the loss; ``ignore``: it is left out.
+        radius_units: ``input`` (DeepLabCut 3): ``radius`` and ``sigma`` are network-input pixels;
+            ``original`` (DeeperCut, DeepLabCut 2.2: ``dist_thresh = pos_dist_thresh * scale``): they
+            are original-image pixels, so each sample's disk is ``radius * zoom`` input pixels, where
+            ``zoom`` (input pixels per original pixel) comes with the batch.
     """
 
     kind: Literal["disk", "gaussian"] = "disk"
@@ -60,6 +65,7 @@ class HeatmapCodec:
     sigma: float | None = None
     locref_std: float = 7.2801
     unannotated: Unannotated = "negative"
+    radius_units: RadiusUnits = "input"
 
     @property
     def score_activation(self) -> Literal["sigmoid", "identity"]:
@@ -76,13 +82,24 @@ class HeatmapCodec:
         gx = torch.arange(w, device=device, dtype=torch.float32) * self.stride + half
         return gx.view(1, 1, 1, w), gy.view(1, 1, h, 1)
 
-    def encode(self, keypoints: torch.Tensor, valid: torch.Tensor, heatmap_hw: tuple[int, int]) -> Targets:
+    def _radii(self, b: int, zoom: torch.Tensor | None, device: torch.device) -> torch.Tensor:
+        """(B, 1, 1, 1) disk radius in input pixels of each sample."""
+        if self.radius_units == "input":
+            return torch.full((b, 1, 1, 1), float(self.radius), device=device)
+        if zoom is None:
+            raise ValueError("radius_units 'original' needs each sample's zoom (input px per original px)")
+        return zoom.to(device=device, dtype=torch.float32).reshape(b, 1, 1, 1) * self.radius
+
+    def encode(self, keypoints: torch.Tensor, valid: torch.Tensor, heatmap_hw: tuple[int, int],
+               zoom: torch.Tensor | None = None) -> Targets:
         """Targets for a batch.
 
         Args:
             keypoints: (B, K, 2) x, y in input pixels.
-            valid: (B, K) bool, annotated and inside the input.
+            valid: (B, K) bool: the joint gets a disk (annotated; inside the input unless the
+                augmentation keeps partial disks of joints outside it, as DeepLabCut 2.2).
             heatmap_hw: (h, w) of the head outputs.
+            zoom: (B,) input pixels per original pixel; needed when ``radius_units`` is ``original``.
         """
         b, k, _ = keypoints.shape
         h, w = heatmap_hw
@@ -93,12 +110,13 @@ class HeatmapCodec:
         dy = y - gy  # (B, K, h, 1)
         dist2 = dx.square() + dy.square()  # (B, K, h, w)
         validf = valid.view(b, k, 1, 1).to(dist2.dtype)
-        disk = (dist2 <= self.radius**2).to(dist2.dtype) * validf
+        radius = self._radii(b, zoom, dist2.device)
+        disk = (dist2 <= radius.square()).to(dist2.dtype) * validf
         if self.kind == "disk":
             heatmap = disk
         else:
-            sigma = self.sigma if self.sigma is not None else 2.0 * self.radius / 3.0
-            heatmap = torch.exp(-dist2 / (2.0 * sigma**2)) * validf
+            sigma = (self.sigma / self.radius if self.sigma is not None else 2.0 / 3.0) * radius
+            heatmap = torch.exp(-dist2 / (2.0 * sigma.square())) * validf
         if self.unannotated == "negative":
             weight = torch.ones_like(validf)
         else:
@@ -145,9 +163,12 @@ def build_codec(
     sigma: float | None = None,
     locref_std: float = 7.2801,
     unannotated: Unannotated = "negative",
+    radius_units: RadiusUnits = "input",
 ) -> HeatmapCodec:
     """The codec for a model's options (stride is fixed by the network: 8)."""
     if radius <= 0:
         raise ValueError(f"heatmap radius must be positive, got {radius}")
+    if radius_units not in ("input", "original"):
+        raise ValueError(f"radius_units must be 'input' or 'original', got {radius_units!r}")
     return HeatmapCodec(kind=kind, stride=8, radius=radius, sigma=sigma, locref_std=locref_std,
-                        unannotated=unannotated)
+                        unannotated=unannotated, radius_units=radius_units)

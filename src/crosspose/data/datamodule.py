@@ -47,6 +47,8 @@ class PoseDataModule(L.LightningDataModule):
             needed); default: instances cropped around their boxes.
         categories: species to use from files with several keypoint categories sharing one keypoint
             list (AP-10K, Animal-Pose): category ids, names or supercategories; default all.
+        joints: train and validate on these joints of the files, by name and in this order (e.g.
+            DeeperCut's 14 MPII joints); scoring matches them to the files' joints by name.
     """
 
     def __init__(
@@ -66,6 +68,7 @@ class PoseDataModule(L.LightningDataModule):
         pin_memory: bool = True,
         categories: list[str] | str | None = None,
         whole_frame: bool = False,
+        joints: list[str] | None = None,
     ) -> None:
         super().__init__()
         hw = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
@@ -93,6 +96,7 @@ class PoseDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.categories = categories
         self.whole_frame = whole_frame
+        self.joints = list(joints) if joints else None
         self.datasets: dict[str, InstanceDataset | ImageFolderDataset] = {}
         self._cocos: dict[str, CocoKeypoints] = {}
 
@@ -112,6 +116,8 @@ class PoseDataModule(L.LightningDataModule):
     @property
     def keypoint_names(self) -> tuple[str, ...] | None:
         """Joint names of the training file (else the first split given)."""
+        if self.joints:
+            return tuple(self.joints)
         given = self._given(("train", "val", "test", "predict"))
         return self.coco(given[0]).keypoint_names if given else None
 
@@ -124,6 +130,11 @@ class PoseDataModule(L.LightningDataModule):
         splits = ("train", "val") if stage == "fit" else ("val",) if stage == "validate" else ()
         for split in self._given(splits):
             coco = self.coco(split)
+            if self.joints:  # InstanceDataset checks that the file has every named joint
+                if len(self.joints) != num_keypoints:
+                    raise ConfigError(f"data.joints names {len(self.joints)} joints but the model predicts "
+                                      f"{num_keypoints} (model.num_keypoints)")
+                continue
             if coco.num_keypoints != num_keypoints:
                 raise ConfigError(
                     f"{coco.path}: the {split} file has {coco.num_keypoints} keypoints "
@@ -150,7 +161,7 @@ class PoseDataModule(L.LightningDataModule):
             self.datasets[split] = InstanceDataset(
                 self.coco(split), self.input_hw,
                 augmentation=self.augmentation if split == "train" else None,
-                padding=self.padding, seed=self.seed, whole_frame=self.whole_frame,
+                padding=self.padding, seed=self.seed, whole_frame=self.whole_frame, joints=self.joints,
             )
 
     def _loader(self, split: str, train: bool) -> DataLoader:

@@ -40,7 +40,8 @@ class InstanceDataset(Dataset):
     """The instances of a COCO keypoints file, cropped and (for training) augmented.
 
     Items are dicts of tensors: ``image`` (3, H, W) uint8, ``keypoints`` (K, 2) input pixels,
-    ``valid`` (K,) bool, ``to_original`` (2, 3) input->original pixels, ``index`` (instance number).
+    ``valid`` (K,) bool, ``to_original`` (2, 3) input->original pixels, ``zoom`` input pixels per
+    original pixel (the disk radius in original units needs it), ``index`` (instance number).
     An item may be requested as ``(index, epoch)`` (what :class:`ShardedEpochSampler` yields) so
     that its augmentation depends only on the run seed, the epoch and the index.
 
@@ -54,6 +55,8 @@ class InstanceDataset(Dataset):
         whole_frame: each sample is a whole frame with its one instance (DeepLabCut's single-animal
             way: no boxes needed; training crops and zooms the frame at random); boxes and ``padding``
             are not used. A frame with several instances is an error.
+        joints: train on these joints of the file only, by name, in this order (e.g. DeeperCut's
+            14 MPII joints); default: all of them.
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class InstanceDataset(Dataset):
         seed: int = 0,
         check_images: bool = True,
         whole_frame: bool = False,
+        joints: Sequence[str] | None = None,
     ) -> None:
         self.coco = coco
         self.instances = coco.instances()
@@ -74,11 +78,18 @@ class InstanceDataset(Dataset):
         self.whole_frame = whole_frame
         if whole_frame:
             self._check_one_per_frame()
+        names = list(coco.keypoint_names)
+        missing = [j for j in joints or () if j not in names]
+        if missing:
+            raise DataFormatError(coco.path, f"no joint named {', '.join(missing)} (data.joints); "
+                                             f"the file has {', '.join(names)}")
+        columns = [names.index(j) for j in joints] if joints else list(range(len(names)))
+        self.keypoint_names = tuple(names[c] for c in columns)
         self.transform = InstanceTransform(
-            input_hw, augmentation, 1.0 if whole_frame else padding, flip_pairs_from_names(coco.keypoint_names),
-            coco.num_keypoints, whole_frame=whole_frame,
+            input_hw, augmentation, 1.0 if whole_frame else padding, flip_pairs_from_names(self.keypoint_names),
+            len(columns), whole_frame=whole_frame,
         )
-        self._keypoints = np.stack([coco.keypoints(a) for a in self.instances]).astype(np.float64)
+        self._keypoints = np.stack([coco.keypoints(a)[columns] for a in self.instances]).astype(np.float64)
         if check_images:
             self._check_images()
 
@@ -116,12 +127,15 @@ class InstanceDataset(Dataset):
         image = read_rgb(self.coco.image_path(ann["image_id"]), self.coco.path,
                          where=f"image {self.coco.images[ann['image_id']]['file_name']}")
         bbox = frame_box(image.shape[1], image.shape[0]) if self.whole_frame else ann["bbox"]
-        crop, xy, valid, matrix = self.transform(image, self._keypoints[index], bbox, sample_seed(self.seed, epoch, index))
+        crop, xy, valid, matrix, zoom = self.transform(
+            image, self._keypoints[index], bbox, sample_seed(self.seed, epoch, index)
+        )
         return {
             "image": torch.from_numpy(crop).permute(2, 0, 1),
             "keypoints": torch.from_numpy(xy),
             "valid": torch.from_numpy(valid),
             "to_original": torch.from_numpy(invert_affine(matrix).astype(np.float32)),
+            "zoom": torch.tensor(zoom, dtype=torch.float32),
             "index": torch.tensor(index, dtype=torch.long),
         }
 
@@ -143,7 +157,7 @@ class ImageFolderDataset(Dataset):
         index = item[0] if isinstance(item, tuple) else item
         image = read_rgb(self.paths[index])
         h, w = image.shape[:2]
-        crop, _, _, matrix = self.transform(image, np.zeros((0, 3)), (0, 0, w, h), 0)
+        crop, _, _, matrix, _ = self.transform(image, np.zeros((0, 3)), (0, 0, w, h), 0)
         return {
             "image": torch.from_numpy(crop).permute(2, 0, 1),
             "to_original": torch.from_numpy(invert_affine(matrix).astype(np.float32)),

@@ -2,6 +2,10 @@
 
 ``crosspose ablate --config BASE.yaml --freeze none,stage2,stage4 --subset 100,250,1000 --seeds 3``
 
+``--unfreeze "fixed;2000:stage3,5000:none"`` adds gradual unfreezing as another axis of the
+transfer arm: each schedule (``;``-separated; ``fixed`` = none) runs with every ``--freeze`` level
+as its starting point (model.unfreeze; crosspose.models.unfreeze).
+
 How BASE.yaml is read: it is a ``crosspose fit`` (LightningCLI) config with ``model``, ``data`` and
 ``trainer`` sections (``seed_everything`` and ``ckpt_path`` are ignored: the grid sets the seeds and
 every run has its own folder). ``model.optimizer`` may be LightningCLI's ``{class_path, init_args}``.
@@ -47,12 +51,14 @@ from crosspose.core.errors import ConfigError
 from crosspose.data.coco import load_coco_keypoints, save_coco_keypoints
 from crosspose.evaluation.results import headline
 from crosspose.models.freeze import FREEZE_LEVELS
+from crosspose.models.unfreeze import parse_unfreeze
 
 __all__ = [
     "GridRun",
     "configure_parser",
     "grid",
     "markdown_table",
+    "parse_schedule",
     "plot_data_efficiency",
     "plot_freeze",
     "read_base_config",
@@ -80,11 +86,27 @@ class GridRun:
     freeze: str
     subset: int | None
     seed: int
+    unfreeze: str = ""  # a schedule as given to --unfreeze ("2000:stage3,5000:none"), "" = fixed
 
     @property
     def name(self) -> str:
         n = "all" if self.subset is None else str(self.subset)
-        return f"{self.arm}-freeze_{self.freeze}-n{n}-seed{self.seed}"
+        gradual = f"-unfreeze_{self.unfreeze.replace(':', 'at').replace(',', '+')}" if self.unfreeze else ""
+        return f"{self.arm}-freeze_{self.freeze}{gradual}-n{n}-seed{self.seed}"
+
+
+def parse_schedule(text: str) -> dict[int, str] | None:
+    """``"2000:stage3,5000:none"`` -> {2000: "stage3", 5000: "none"}; ``""``/``fixed`` -> None."""
+    text = text.strip()
+    if text in ("", "fixed"):
+        return None
+    out: dict[int, str] = {}
+    for item in text.split(","):
+        step, sep, level = item.partition(":")
+        if not sep or not step.strip().isdigit():
+            raise ConfigError(f"--unfreeze: {item!r} is not STEP:LEVEL (e.g. 2000:stage3,5000:none)")
+        out[int(step)] = level.strip()
+    return out
 
 
 def read_base_config(path: str | Path) -> dict[str, Any]:
@@ -112,13 +134,14 @@ def read_base_config(path: str | Path) -> dict[str, Any]:
 
 
 def grid(arms: Sequence[str], freeze: Sequence[str], subsets: Sequence[int | None],
-         seeds: Sequence[int]) -> list[GridRun]:
+         seeds: Sequence[int], unfreeze: Sequence[str] = ("",)) -> list[GridRun]:
     """The runs, transfer before scratch, small subsets first."""
     runs = []
     for n in subsets:
         for arm in arms:
             for level in (freeze if arm == "transfer" else ("none",)):
-                runs += [GridRun(arm, level, n, s) for s in seeds]
+                for schedule in (unfreeze if arm == "transfer" else ("",)):
+                    runs += [GridRun(arm, level, n, s, schedule) for s in seeds]
     return runs
 
 
@@ -153,18 +176,19 @@ def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
 
 def summarize(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Mean and sample standard deviation over seeds of every (arm, freeze, subset)."""
-    groups: dict[tuple[str, str, Any], list[Mapping[str, Any]]] = {}
+    groups: dict[tuple[str, str, str, Any], list[Mapping[str, Any]]] = {}
     for r in rows:
-        groups.setdefault((r["arm"], r["freeze"], r["subset"]), []).append(r)
+        groups.setdefault((r["arm"], r["freeze"], r.get("unfreeze") or "", r["subset"]), []).append(r)
     out = []
-    for (arm, level, n), members in groups.items():
-        entry: dict[str, Any] = {"arm": arm, "freeze": level, "subset": n, "seeds": len(members)}
+    for (arm, level, schedule, n), members in groups.items():
+        entry: dict[str, Any] = {"arm": arm, "freeze": level, "unfreeze": schedule, "subset": n,
+                                 "seeds": len(members)}
         for m in METRICS:
             entry[f"{m}_mean"], entry[f"{m}_sd"] = _mean_sd([r[m] for r in members])
         out.append(entry)
     level_order = {lv: i for i, lv in enumerate(FREEZE_LEVELS)}
-    out.sort(key=lambda e: (ARMS.index(e["arm"]), level_order[e["freeze"]], math.inf if e["subset"] is None
-                            else e["subset"]))
+    out.sort(key=lambda e: (ARMS.index(e["arm"]), level_order[e["freeze"]], e["unfreeze"],
+                            math.inf if e["subset"] is None else e["subset"]))
     return out
 
 
@@ -179,7 +203,8 @@ def markdown_table(summary: Sequence[Mapping[str, Any]]) -> str:
     for e in summary:
         cells = [_pm(e[f"{m}_mean"], e[f"{m}_sd"], 1 if m in ("pckh", "rmse") else 3) for m in METRICS]
         n = "all" if e["subset"] is None else str(e["subset"])
-        lines.append(f"| {e['arm']} | {e['freeze']} | {n} | {e['seeds']} | " + " | ".join(cells) + " |")
+        frozen = f"{e['freeze']}, unfreeze {e['unfreeze']}" if e.get("unfreeze") else e["freeze"]
+        lines.append(f"| {e['arm']} | {frozen} | {n} | {e['seeds']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -196,6 +221,7 @@ def plot_freeze(summary: Sequence[Mapping[str, Any]], metric: str, out_png: Path
     """Metric vs frozen depth (transfer), one line per training-set size; scratch as dashed levels."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    summary = [e for e in summary if not e.get("unfreeze")]  # fixed freezing only: one depth per point
     levels = [lv for lv in FREEZE_LEVELS if any(e["freeze"] == lv and e["arm"] == "transfer" for e in summary)]
     sizes = sorted({e["subset"] for e in summary}, key=lambda n: math.inf if n is None else n)
     for i, n in enumerate(sizes):
@@ -232,7 +258,8 @@ def plot_data_efficiency(summary: Sequence[Mapping[str, Any]], metric: str, out_
         n = e["subset"] if e["subset"] is not None else pool_size
         if n is None:
             continue
-        label = "scratch" if e["arm"] == "scratch" else f"transfer, frozen {e['freeze']}"
+        label = "scratch" if e["arm"] == "scratch" else f"transfer, frozen {e['freeze']}" + (
+            f", unfreeze {e['unfreeze']}" if e.get("unfreeze") else "")
         series.setdefault(label, []).append((n, e[f"{metric}_mean"], e[f"{metric}_sd"]))
     for i, (label, pts) in enumerate(series.items()):
         x, y, sd = zip(*sorted(pts), strict=True)
@@ -276,6 +303,7 @@ def run_ablation(
     test_file: str | None = None,
     metric: str = "pckh",
     inspect_n: int = 0,
+    unfreeze: Sequence[str] = ("",),
 ) -> dict[str, Any]:
     """Run (or reuse) every cell, then write the table, CSV, JSON and plots; returns ablation.json.
 
@@ -298,6 +326,9 @@ def run_ablation(
     for level in freeze:
         if level not in FREEZE_LEVELS:
             raise ConfigError(f"--freeze: unknown level {level!r}; choose from {', '.join(FREEZE_LEVELS)}")
+        for schedule in unfreeze:
+            if "transfer" in arms:
+                parse_unfreeze(level, parse_schedule(schedule))  # a schedule that cannot run fails now
     if "transfer" in arms and not Path(model["init_from"]).is_file():
         raise ConfigError(f"{model['init_from']}: model.init_from checkpoint not found (for the synthetic "
                           "configs, run `crosspose demo` first: it writes the data and the macaque network)")
@@ -305,7 +336,8 @@ def run_ablation(
     for key in _DROPPED_TRAINER_KEYS:
         trainer.pop(key, None)
 
-    cells = grid(arms, freeze, subsets, seeds)
+    unfreeze = ["" if u.strip() in ("", "fixed") else u.strip() for u in unfreeze]
+    cells = grid(arms, freeze, subsets, seeds, unfreeze)
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     for i, cell in enumerate(cells, 1):
@@ -316,7 +348,7 @@ def run_ablation(
             print(f"{tag}: training", flush=True)
         train_file = write_subset(data["train_file"], cell.subset, cell.seed,
                                   out / "subsets" / f"train_n{cell.subset}_seed{cell.seed}.json")
-        run_model = {**model, "freeze": cell.freeze}
+        run_model = {**model, "freeze": cell.freeze, "unfreeze": parse_schedule(cell.unfreeze)}
         if cell.arm == "scratch":
             run_model.pop("init_from", None)
             run_model.pop("heads", None)
@@ -324,7 +356,8 @@ def run_ablation(
         metrics = (load_run_metrics(run_dir) if reused else
                    train_and_test(run_dir, {"seed_everything": cell.seed, "model": run_model,
                                            "data": run_data, "trainer": trainer}))
-        row = {"arm": cell.arm, "freeze": cell.freeze, "subset": cell.subset, "seed": cell.seed,
+        row = {"arm": cell.arm, "freeze": cell.freeze, "unfreeze": cell.unfreeze, "subset": cell.subset,
+               "seed": cell.seed,
                **headline(metrics), "seconds": metrics.get("run", {}).get("seconds"), "run_dir": str(run_dir)}
         if inspect_n:
             from crosspose.experiments.inspect import run_summary
@@ -385,6 +418,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--freeze", type=_csv, default=None,
                         help=f"freeze levels of the transfer arm, comma-separated ({', '.join(FREEZE_LEVELS)}); "
                              "default: the config's model.freeze")
+    parser.add_argument("--unfreeze", type=lambda t: [u for u in t.split(";")], default=None,
+                        help="gradual-unfreezing schedules of the transfer arm, ';'-separated, each "
+                             "STEP:LEVEL,... or 'fixed' (e.g. 'fixed;2000:stage3,5000:none'); "
+                             "default: the config's model.unfreeze, else fixed")
     parser.add_argument("--subset", type=_subsets, default=[None],
                         help="training-set sizes drawn from data.train_file, e.g. 100,250,1000 (default all)")
     parser.add_argument("--seeds", type=int, default=1, help="number of seeds: 0..N-1 (default 1)")
@@ -409,6 +446,8 @@ def run(args: argparse.Namespace) -> int:
     arms = args.arms or (list(ARMS) if base["model"].get("init_from") else ["scratch"])
     freeze = args.freeze or [base["model"].get("freeze", "none")]
     out = args.out or Path("runs/ablate") / args.config.stem
+    configured = base["model"].get("unfreeze")
+    unfreeze = args.unfreeze or [",".join(f"{k}:{v}" for k, v in configured.items()) if configured else "fixed"]
     run_ablation(base, out, freeze, args.subset, range(args.first_seed, args.first_seed + args.seeds), arms,
-                 args.test_file, args.metric, args.inspect)
+                 args.test_file, args.metric, inspect_n=args.inspect, unfreeze=unfreeze)
     return 0

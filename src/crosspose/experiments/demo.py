@@ -38,6 +38,7 @@ from crosspose.data.synth import generate
 from crosspose.evaluation.report import draw_predictions, write_report
 from crosspose.evaluation.results import headline, load_prediction_records
 from crosspose.experiments.inspect import what_transfers_section
+from crosspose.experiments.recipes import RECIPES, recipe_settings
 from crosspose.training.runs import test_checkpoint, train_and_test
 
 __all__ = ["Profile", "configure_parser", "load_profile", "profile_names", "run", "run_demo"]
@@ -178,19 +179,27 @@ def _stage_config(p: Profile, names: tuple[str, ...], files: tuple[Path, Path, P
     }
 
 
-def run_demo(out: Path, profile: Profile) -> Path:
-    """Run every stage into ``out``; returns the report path."""
+def _with_recipe(config: dict[str, Any], recipe: str, stage: str, steps: int, p: Profile) -> dict[str, Any]:
+    """A stage's run config with a recipe's model/data/trainer overrides (``crosspose.experiments.recipes``)."""
+    m, d, t = recipe_settings(recipe, stage, steps, p.input_size)
+    return {**config, "model": {**config["model"], **m}, "data": {**config["data"], **d},
+            "trainer": {**config["trainer"], **t}}
+
+
+def run_demo(out: Path, profile: Profile, recipe: str = "demo") -> Path:
+    """Run every stage into ``out`` with a training recipe (``demo``, ``paper``, ``paper_modern``)."""
     out.mkdir(parents=True, exist_ok=True)
     p = profile
     stage = _Stages(8)
     t_start = time.perf_counter()
     files = _prepare_data(out, p, stage)
-    atomic_write_json(out / "profile.json", asdict(p))
+    atomic_write_json(out / "profile.json", {**asdict(p), "recipe": recipe})
 
     stage(f"pretrain on macaques ({p.backbone}, {p.input_size} px, {p.pretrain_steps} steps)")
     pre_dir = out / "pretrain_macaque"
-    train_and_test(pre_dir, _stage_config(p, MACAQUE.keypoints, (files["macaque_train"], files["macaque_val"],
-                                                                 files["macaque_val"]), p.pretrain_steps, p.seeds[0]))
+    train_and_test(pre_dir, _with_recipe(_stage_config(
+        p, MACAQUE.keypoints, (files["macaque_train"], files["macaque_val"], files["macaque_val"]),
+        p.pretrain_steps, p.seeds[0]), recipe, "pretrain", p.pretrain_steps, p))
     pre_ckpt = pre_dir / "checkpoints" / ("best.ckpt" if (pre_dir / "checkpoints" / "best.ckpt").is_file()
                                           else "last.ckpt")
 
@@ -205,15 +214,15 @@ def run_demo(out: Path, profile: Profile) -> Path:
               + (" (init from the macaque network, heads re-initialised)" if arm == "transfer" else ""))
         for seed in p.seeds:
             extra = {"init_from": str(pre_ckpt), "heads": "reinit"} if arm == "transfer" else {}
-            results[arm].append(train_and_test(out / f"{arm}_seed{seed}", _stage_config(
+            results[arm].append(train_and_test(out / f"{arm}_seed{seed}", _with_recipe(_stage_config(
                 p, MPII.keypoints, (files["human_subset"], files["human_val"], files["human_test"]),
-                p.finetune_steps, seed, **extra)))
+                p.finetune_steps, seed, **extra), recipe, "finetune", p.finetune_steps, p)))
 
     n_bench = len(load_coco_keypoints(files["human_train"]).instances())
     stage(f"benchmark: human-only on {n_bench} humans, {p.benchmark_steps} steps")
-    benchmark = train_and_test(out / "benchmark_human", _stage_config(
+    benchmark = train_and_test(out / "benchmark_human", _with_recipe(_stage_config(
         p, MPII.keypoints, (files["human_train"], files["human_val"], files["human_test"]), p.benchmark_steps,
-        p.seeds[0]))
+        p.seeds[0]), recipe, "benchmark", p.benchmark_steps, p))
 
     stage("report")
     runs = {
@@ -223,6 +232,11 @@ def run_demo(out: Path, profile: Profile) -> Path:
         f"Scratch ({p.subset} humans, seed {p.seeds[0]})": results["scratch"][0],
     }
     notes = _notes(p, n_bench, results, time.perf_counter() - t_start)
+    if recipe != "demo":
+        notes = (f"Training recipe: `configs/{recipe}/` (optimizer, schedule, normalisation, disk, "
+                 "augmentation, padding, precision; sizes and budgets of the profile; see "
+                 "crosspose.experiments.recipes). The AdamW/cosine sentence below is the demo's own "
+                 "recipe and does not apply.\n\n" + notes)
     report = write_report(runs, out, title="crosspose demo: monkey-to-human transfer on synthetic data",
                           notes=notes)
     gt = load_coco_keypoints(files["human_test"])
@@ -294,6 +308,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
     parser.add_argument("--seeds", type=str, default=None, help="comma-separated seeds of transfer/scratch")
     parser.add_argument("--workers", type=int, default=None, help="data-loader processes")
+    parser.add_argument("--recipe", choices=RECIPES, default="demo",
+                        help="training recipe: the demo's own (default), or that of configs/paper/ or "
+                             "configs/paper_modern/ at the profile's sizes and budgets (a recipe comparison)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -309,5 +326,5 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--workers must be 0 or more, got {args.workers}")
         base = {**profile.base, "data": {**profile.base["data"], "num_workers": args.workers}}
         profile = replace(profile, base=base)
-    run_demo(args.out, profile)
+    run_demo(args.out, profile, args.recipe)
     return 0

@@ -14,10 +14,11 @@ from crosspose.core.codecs import build_codec
 from crosspose.core.errors import ConfigError
 from crosspose.core.validate import non_negative, positive
 from crosspose.evaluation.results import headline, write_metrics, write_prediction_records
-from crosspose.models.freeze import FreezeLevel, freeze_backbone
+from crosspose.models.freeze import FreezeLevel, freeze_backbone, frozen_stages
 from crosspose.models.inference import inference_copy
 from crosspose.models.network import HeadOutput, NormMode, PoseNetwork
 from crosspose.models.transfer import METADATA_KEY, HeadsMode, initialize_from_checkpoint
+from crosspose.models.unfreeze import level_at, parse_unfreeze, stage_batchnorms, stage_parameters
 from crosspose.training.distributed import gather_rows
 from crosspose.training.losses import pose_loss
 from crosspose.training.schedulers import ScheduleName, build_scheduler
@@ -49,8 +50,10 @@ class PoseEstimationModule(L.LightningModule):
         head_output: ``same`` (DeeperCut: maps twice the feature size) or ``full`` (DeepLabCut 3's
             uncropped (2H+1) x (2W+1) maps; set by ``crosspose convert dlc-pytorch``).
         heatmap: ``disk`` (DeeperCut, sigmoid cross-entropy) or ``gaussian`` (MSE).
-        radius: disk radius in input pixels (17); also the locref region.
-        sigma: Gaussian width in input pixels (default 2 * radius / 3).
+        radius: disk radius (17); also the locref region.
+        radius_units: ``input`` (network-input pixels, DeepLabCut 3) or ``original`` (original-image
+            pixels, DeeperCut / DeepLabCut 2.2: the disk is ``radius * zoom`` input pixels per sample).
+        sigma: Gaussian width, in the units of ``radius`` (default 2 * radius / 3).
         locref_std: divisor of location-refinement targets (7.2801).
         unannotated: ``negative`` (an unlabelled joint is an all-zero map) or ``ignore``.
         locref_loss_weight: weight of the Huber locref term (0.05).
@@ -63,9 +66,13 @@ class PoseEstimationModule(L.LightningModule):
         init_from: checkpoint to initialise from (transfer learning); weights only.
         heads: ``reinit`` | ``keep`` | ``map`` (see crosspose.models.transfer).
         freeze: freeze the backbone up to and including this part.
+        unfreeze: gradual unfreezing, ``{step: level}`` (e.g. ``{2000: stage3, 5000: none}`` after
+            ``freeze: backbone``); see crosspose.models.unfreeze. Single process only.
         channels_last: NHWC memory format (faster convolutions on CPU and tensor cores).
         compile: ``torch.compile`` the network.
-        pck_alpha: threshold of the validation PCK (PCKh@0.5 on MPII).
+
+    Validation scores PCKh@0.5 (the paper's metric, fixed by docs/metrics.md); checkpoints from
+    before the unused ``pck_alpha`` option was removed still load (Lightning drops unknown hparams).
 
     Attributes:
         monitor, mode: the metric that selects ``best.ckpt`` and how (read by the checkpoint code).
@@ -86,6 +93,7 @@ class PoseEstimationModule(L.LightningModule):
         head_output: HeadOutput = "same",
         heatmap: Literal["disk", "gaussian"] = "disk",
         radius: float = 17.0,
+        radius_units: Literal["input", "original"] = "input",
         sigma: float | None = None,
         locref_std: float = 7.2801,
         unannotated: Literal["negative", "ignore"] = "negative",
@@ -98,9 +106,9 @@ class PoseEstimationModule(L.LightningModule):
         init_from: str | None = None,
         heads: HeadsMode = "reinit",
         freeze: FreezeLevel = "none",
+        unfreeze: dict[int, FreezeLevel] | None = None,
         channels_last: bool = True,
         compile: bool = False,
-        pck_alpha: float = 0.5,
     ) -> None:
         super().__init__()
         if num_keypoints <= 0:
@@ -115,15 +123,17 @@ class PoseEstimationModule(L.LightningModule):
         non_negative("model.locref_loss_weight", locref_loss_weight)
         non_negative("model.backbone_lr_scale", backbone_lr_scale)
         non_negative("model.warmup_steps", warmup_steps)
-        if not 0 < pck_alpha <= 1:
-            raise ConfigError(f"model.pck_alpha must be in (0, 1], got {pck_alpha}")
         if init_from is not None and not str(init_from).strip():
             raise ConfigError("model.init_from is empty (give a checkpoint path or leave it out)")
+        frozen_stages(freeze)  # an unknown level is a ConfigError now, not at setup
+        self._unfreeze = parse_unfreeze(freeze, unfreeze)
+        self._scheduled_stages: list[str] = []  # frozen now, unfrozen later by the schedule
+        self._soft_frozen: list[str] = []  # those of them still frozen at the current step
         self.save_hyperparameters(ignore=["optimizer"])
         self.keypoint_names = list(keypoint_names) if keypoint_names else None
         self.net = PoseNetwork(num_keypoints, backbone, pretrained, norm, intermediate_supervision,
                                intermediate_supervision_unit, head_output)
-        self.codec = build_codec(heatmap, radius, sigma, locref_std, unannotated)
+        self.codec = build_codec(heatmap, radius, sigma, locref_std, unannotated, radius_units)
         self.optimizer_factory = optimizer
         self._prepared = False
         self._eval_rows: list[torch.Tensor] = []
@@ -143,6 +153,10 @@ class PoseEstimationModule(L.LightningModule):
             if self.keypoint_names is None and dm.keypoint_names is not None:
                 self.keypoint_names = list(dm.keypoint_names)
         self.prepare_network(resuming=self._trainer is not None and self.trainer.ckpt_path is not None)
+        if self._unfreeze and self._trainer is not None and self.trainer.world_size > 1:
+            # DDP registers only parameters that require gradients when it wraps the model
+            raise ConfigError("model.unfreeze (gradual unfreezing) runs in a single process only; "
+                              "use model.freeze under DDP")
 
     def prepare_network(self, resuming: bool = False) -> None:
         """Apply ``init_from`` and ``freeze`` once (before any checkpoint restore or optimizer)."""
@@ -152,7 +166,15 @@ class PoseEstimationModule(L.LightningModule):
         if hp.init_from and not resuming:
             self.transfer_summary = initialize_from_checkpoint(self.net, hp.init_from, hp.heads,
                                                                self.keypoint_names)
-        if hp.freeze != "none":
+        if self._unfreeze:
+            final = self._unfreeze[-1][1]
+            if final != "none":
+                freeze_backbone(self.net.backbone, final)  # frozen to the end: for good
+            self._scheduled_stages = [s for s in frozen_stages(hp.freeze) if s not in frozen_stages(final)]
+            self._soft_frozen = list(self._scheduled_stages)
+            for p in stage_parameters(self.net.backbone, self._soft_frozen):
+                p.requires_grad_(False)
+        elif hp.freeze != "none":
             freeze_backbone(self.net.backbone, hp.freeze)
         if hp.channels_last:
             self.net.to(memory_format=torch.channels_last)
@@ -188,7 +210,8 @@ class PoseEstimationModule(L.LightningModule):
         return self.net(images)
 
     def _losses(self, batch: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        targets = self.codec.encode(batch["keypoints"], batch["valid"], tuple(outputs["heatmap"].shape[-2:]))
+        targets = self.codec.encode(batch["keypoints"], batch["valid"], tuple(outputs["heatmap"].shape[-2:]),
+                                    zoom=batch.get("zoom"))
         return pose_loss(outputs, targets, self.codec, self.hparams.locref_loss_weight)
 
     # ------------------------------------------------------------------ steps
@@ -227,11 +250,53 @@ class PoseEstimationModule(L.LightningModule):
         keypoints = to_original(self.codec.decode(out["heatmap"], out["locref"]), batch["to_original"])
         return {"index": batch["index"], "keypoints": keypoints}
 
+    # ------------------------------------------------------ gradual unfreezing
+    def _backbone(self) -> Any:
+        return getattr(self.net, "_orig_mod", self.net).backbone
+
+    def apply_unfreeze(self, step: int) -> list[str]:
+        """Unfreeze what the schedule frees by ``step``; returns the stages unfrozen now."""
+        if not self._unfreeze:
+            return []
+        frozen = frozen_stages(level_at(self.hparams.freeze, self._unfreeze, step))
+        still = [s for s in self._scheduled_stages if s in frozen]
+        freed = [s for s in self._soft_frozen if s not in still]
+        if freed:
+            for p in stage_parameters(self._backbone(), freed):
+                p.requires_grad_(True)
+            self._soft_frozen = still
+            self.train(self.training)  # their BatchNorm layers leave eval mode (unless norm: frozen)
+        return freed
+
+    def train(self, mode: bool = True) -> PoseEstimationModule:
+        super().train(mode)
+        if mode and getattr(self, "_soft_frozen", None):
+            for m in stage_batchnorms(self._backbone(), self._soft_frozen):
+                m.eval()  # a softly frozen stage keeps its statistics too
+        return self
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        freed = self.apply_unfreeze(self.global_step)
+        if freed and self.trainer.is_global_zero:
+            print(f"step {self.global_step}: unfreezing {', '.join(freed)}", flush=True)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # A run whose max_steps falls mid-epoch would stop without scoring its final weights, so
+        # best.ckpt could never be them. Asking to stop makes Lightning validate this step first
+        # (training_epoch_loop._should_check_val_fx) and the checkpoints see that validation.
+        max_steps = self.trainer.max_steps
+        if max_steps is not None and max_steps > 0 and self.trainer.global_step >= max_steps:
+            self.trainer.should_stop = True
+
     def on_predict_end(self) -> None:
         self._inference_net.clear()  # weights may change after this (more training, another checkpoint)
 
     def on_train_start(self) -> None:
         self._inference_net.clear()
+        # Lightning 2.6 never calls .train() when fitting starts (its loops only save and restore
+        # each submodule's flag around evaluation), so the modes PoseNetwork.train and self.train
+        # set (norm: frozen, softly frozen stages: BatchNorm in eval mode) are applied here.
+        self.train(True)
 
     # ------------------------------------------------------------ evaluation
     def on_validation_epoch_start(self) -> None:
@@ -298,8 +363,12 @@ class PoseEstimationModule(L.LightningModule):
 
     # ------------------------------------------------------------- optimizer
     def configure_optimizers(self) -> dict[str, Any]:
+        # stages the unfreeze schedule frees later are in the backbone group from the start (inert
+        # until they get gradients), so the optimizer's layout, and a resumed state, never change
+        scheduled = {id(p) for p in stage_parameters(self._backbone(), self._scheduled_stages)}
         head_params = [p for n, p in self.net.named_parameters() if p.requires_grad and not _is_backbone(n)]
-        backbone_params = [p for n, p in self.net.named_parameters() if p.requires_grad and _is_backbone(n)]
+        backbone_params = [p for n, p in self.net.named_parameters()
+                           if (p.requires_grad or id(p) in scheduled) and _is_backbone(n)]
         factory = self.optimizer_factory or (lambda params: torch.optim.SGD(params, lr=0.005, momentum=0.9))
         groups: list[dict[str, Any]] = [{"params": head_params, "name": "heads"}]
         if backbone_params:
