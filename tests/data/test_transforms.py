@@ -85,7 +85,7 @@ def test_a_sample_zoomed_by_z_gets_a_disk_of_17z_input_pixels_in_original_units(
         cx, cy = (float(v) for v in sample.keypoints[0])
         dists = [np.hypot(8 * gx + 4 - cx, 8 * gy + 4 - cy) for gy in range(16) for gx in range(16)]
         flags = heat.reshape(-1).tolist()
-        assert max(d for d, f in zip(dists, flags) if f) <= radius < min(d for d, f in zip(dists, flags) if not f)
+        assert max(d for d, f in zip(dists, flags, strict=False) if f) <= radius < min(d for d, f in zip(dists, flags, strict=False) if not f)
 
 
 def test_deeplabcut22_keeps_partial_disks_of_joints_outside_the_crop() -> None:

@@ -44,7 +44,7 @@ def test_last_step_is_validated_and_can_be_best(tmp_path: Path, one_torch_thread
     last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
     assert last["global_step"] == max_steps
     # best.ckpt's score is one of the validations, and the final one is among its candidates
-    monitor = [c for k, c in best["callbacks"].items() if "val/pckh" in k][0]
+    monitor = next(c for k, c in best["callbacks"].items() if "val/pckh" in k)
     assert monitor["best_model_score"] is not None
     assert best["global_step"] in expected
 

@@ -37,7 +37,7 @@ class Recorder(L.Callback):
             row[f"{stage}_trainable"] = all(p.requires_grad for p in params)
             row[f"{stage}_held"] = all(id(p) in held for p in params)
             row[f"{stage}_state"] = any(id(p) in with_state for p in params)
-        bn = [m for m in backbone.stage_modules("stage4")[0].modules() if isinstance(m, torch.nn.BatchNorm2d)][0]
+        bn = next(m for m in backbone.stage_modules("stage4")[0].modules() if isinstance(m, torch.nn.BatchNorm2d))
         row["stage4_bn_mean"] = bn.running_mean.clone()
         self.rows.append(row)
 
