@@ -36,12 +36,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     source_data = write_tiny_coco(root / "src", count=8, size=64, joints=SOURCE)
     target_data = write_tiny_coco(root / "tgt", count=10, size=64, joints=TARGET, seed=3)
     model = {"num_keypoints": 4, "keypoint_names": list(SOURCE), "backbone": "resnet18"}
-    train_and_test(root / "source", model, _files(source_data), QUIET, seed=0)
+    train_and_test(root / "source", {"seed_everything": 0, "model": model, "data": _files(source_data), "trainer": QUIET})
     source = root / "source" / "checkpoints" / "last.ckpt"
     frozen = {"num_keypoints": 3, "keypoint_names": list(TARGET), "backbone": "resnet18",
               "init_from": str(source), "freeze": "stage2",
               "optimizer": functools.partial(torch.optim.SGD, lr=0.05)}
-    train_and_test(root / "transfer", frozen, _files(target_data), QUIET, seed=0)
+    train_and_test(root / "transfer", {"seed_everything": 0, "model": frozen, "data": _files(target_data),
+                                        "trainer": QUIET})
     return {"source": source, "transfer": root / "transfer" / "checkpoints" / "last.ckpt",
             "source_data": source_data, "target_data": target_data, "root": root}
 
