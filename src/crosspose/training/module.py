@@ -131,12 +131,10 @@ class PoseEstimationModule(L.LightningModule):
         self._prepared = True
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[METADATA_KEY] = {
-            "backbone": self.hparams.backbone,
-            "num_keypoints": self.hparams.num_keypoints,
-            "keypoint_names": self.keypoint_names,
-            "freeze": self.hparams.freeze,
-        }
+        from crosspose.training.card import describe_module
+
+        # the model card: input size, normalisation, codec, skeleton (crosspose.models.card)
+        checkpoint[METADATA_KEY] = describe_module(self).to_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         meta = checkpoint.get(METADATA_KEY, {})
