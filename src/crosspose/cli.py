@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("crosspose.experiments.demo", "the paper's experiment end to end on the synthetic data"),
     "ablate": ("crosspose.experiments.ablate", "frozen-layer x data-size x seed ablation grid"),
     "benchmark": ("crosspose.benchmark.run", "throughput side by side with DeepLabCut 3"),
+    "analyze": ("crosspose.inference.analyze", "keypoints of videos/images: DeepLabCut .h5/.csv, COCO .json, labelled video"),
+    "export": ("crosspose.inference.export", "export a checkpoint: weights-only .ckpt or ONNX (dynamic batch and size)"),
 }
 
 
