@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -65,22 +66,34 @@ class _MapsOnly(nn.Module):
         return out["heatmap"], out["locref"]
 
 
-def export_onnx(checkpoint: str | Path, target: str | Path, opset: int = 17) -> Path:
-    """Write the ONNX model of a checkpoint (dynamic batch, height and width) with its model card."""
+def export_onnx(checkpoint: str | Path, target: str | Path, opset: int = 18) -> Path:
+    """Write the ONNX model of a checkpoint (dynamic batch, height and width) with its model card.
+
+    torch.export's exporter (dynamic sizes declared as multiples of 16); the TorchScript exporter,
+    which torch deprecates, only where the first one fails.
+    """
     import onnx
+    from torch.export import Dim
 
     net, card = build_network(checkpoint)
     model = _MapsOnly(inference_copy(net, channels_last=False)).eval()
     h, w = card.input_size or (256, 256)
-    example = torch.zeros(1, 3, h, w)
-    buffer = io.BytesIO()
-    with torch.no_grad():
-        torch.onnx.export(model, (example,), buffer, input_names=["images"], output_names=["heatmap", "locref"],
-                          dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"},
-                                        "heatmap": {0: "batch", 2: "map_height", 3: "map_width"},
-                                        "locref": {0: "batch", 2: "map_height", 3: "map_width"}},
-                          opset_version=opset, dynamo=False)
-    proto = onnx.load_from_string(buffer.getvalue())
+    example = (torch.zeros(1, 3, h, w),)
+    names = {"input_names": ["images"], "output_names": ["heatmap", "locref"], "opset_version": opset}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            shapes = ({0: Dim("batch"), 2: 16 * Dim("height16"), 3: 16 * Dim("width16")},)
+            program = torch.onnx.export(model, example, dynamic_shapes=shapes, dynamo=True, verbose=False,
+                                        **names)
+            proto = program.model_proto
+        except Exception:  # torch.export cannot trace every model: the older exporter still can
+            buffer = io.BytesIO()
+            torch.onnx.export(model, example, buffer, dynamo=False, **names,
+                              dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"},
+                                            "heatmap": {0: "batch", 2: "map_height", 3: "map_width"},
+                                            "locref": {0: "batch", 2: "map_height", 3: "map_width"}})
+            proto = onnx.load_from_string(buffer.getvalue())
     entry = proto.metadata_props.add()
     entry.key, entry.value = ONNX_CARD_KEY, card.to_json()
     proto.producer_name = "crosspose"
@@ -119,7 +132,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", required=True, choices=("ckpt", "onnx"),
                         help="ckpt: weights only, no optimizer state; onnx: for ONNX Runtime")
     parser.add_argument("--out", required=True, type=Path, help="the file to write")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    parser.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
 
 
 def run(args: argparse.Namespace) -> int:
