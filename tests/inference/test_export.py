@@ -21,6 +21,7 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt", input_size=(48, 64))
 
 
+@pytest.mark.slow  # torch.export's tracing alone takes ~15 s of CPU
 def test_onnx_export_matches_pytorch_with_dynamic_batch_and_size(
         checkpoint: Path, tmp_path: Path, one_torch_thread: None, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "model.onnx"

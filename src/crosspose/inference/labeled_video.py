@@ -47,17 +47,19 @@ def write_labeled_video(video: Path, poses: PoseSequence, target: Path, pcutoff:
     """
     import av
 
-    with atomic_path(target) as tmp, av.open(str(video)) as src, av.open(str(tmp), "w") as dst:
-        stream = src.streams.video[0]
-        stream.thread_type = "AUTO"
+    from crosspose.inference.sources import InputSource, StageTimes, iter_frames
+
+    with av.open(str(video)) as probe:
+        stream = probe.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate or Fraction(30)
+    with atomic_path(target) as tmp, av.open(str(tmp), "w") as dst:
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
         out = dst.add_stream(codec, rate=rate)
         out.pix_fmt = "yuv420p"
         out.thread_type = "AUTO"
         n = 0
-        for frame in src.decode(stream):
-            rgb = frame.to_ndarray(format="rgb24")
+        # the decoder that produced the keypoints, so frame n here is frame n there
+        for rgb in iter_frames(InputSource(Path(video), "video"), StageTimes()):
             if n == 0:
                 out.width, out.height = rgb.shape[1] - rgb.shape[1] % 2, rgb.shape[0] - rgb.shape[0] % 2
             if n >= len(poses):

@@ -21,7 +21,13 @@ import torch
 from crosspose.inference.geometry import Scale, decode_batch, geometry_for
 from crosspose.inference.model import Backend, open_backend
 from crosspose.inference.results import PoseSequence
-from crosspose.inference.sources import InputSource, StageTimes, iter_frames, resolve_inputs
+from crosspose.inference.sources import (
+    InputSource,
+    StageTimes,
+    iter_frames,
+    resolve_inputs,
+    video_frame_count,
+)
 from crosspose.inference.stream import stream_batches
 
 __all__ = ["Predictor", "load"]
@@ -92,7 +98,7 @@ class Predictor:
                        batch_size: int | None = None) -> PoseSequence:
         """Keypoints of one checked input (see :func:`~crosspose.inference.sources.resolve_inputs`)."""
         times = times if times is not None else StageTimes()
-        total = _frame_count(source.path) if source.kind == "video" else len(source.images)
+        total = video_frame_count(source.path) if source.kind == "video" else len(source.images)
         keypoints = self.run(iter_frames(source, times), times, total, progress, batch_size, desc=source.path.name)
         frames: list[Any] = (list(range(len(keypoints))) if source.kind == "video"
                              else [p.name for p in source.images])
@@ -115,17 +121,6 @@ class Predictor:
                 raise ValueError(f"image {i}: expected RGB uint8 (H, W, 3), got {image.dtype} {image.shape}")
         keypoints = self.run(images, total=len(images), progress=progress, batch_size=batch_size)
         return PoseSequence(keypoints, self.keypoint_names, self.card.links, list(range(len(images))), self.scorer)
-
-
-def _frame_count(path: Path) -> int | None:
-    """The container's frame count for the progress bar (may be missing or approximate)."""
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            return int(container.streams.video[0].frames) or None
-    except Exception:
-        return None
 
 
 def load(model: str | Path, device: str | torch.device | None = None, scale: Scale = "fit",
