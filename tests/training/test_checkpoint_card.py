@@ -46,6 +46,9 @@ def test_checkpoint_records_input_size_padding_codec_and_skeleton(trained: tuple
 def test_old_and_broken_metadata(tmp_path: Path) -> None:
     old = ModelCard.from_dict({"backbone": "resnet50", "num_keypoints": 2, "keypoint_names": ["left_a", "right_a"]})
     assert old.input_size is None and old.flip_pairs == ((0, 1),)
+    unnamed = ModelCard(backbone="resnet18", num_keypoints=2, keypoint_names=("joint_0", "joint_1"), named=False)
+    assert unnamed.to_dict()["keypoint_names"] is None  # stand-ins are not stored as real names
+    assert ModelCard.from_dict(unnamed.to_dict()) == unnamed
     with pytest.raises(CheckpointError, match="malformed"):
         ModelCard.from_dict({"backbone": "resnet50", "num_keypoints": 3, "keypoint_names": ["a"]}, "x.ckpt")
 

@@ -60,6 +60,7 @@ class ModelCard:
         intermediate_supervision: the network has a stage-3 head (changes the state dict).
         output_stride: the backbone's stride; inputs are padded to a multiple of it.
         freeze: frozen part of the backbone during training (kept for ``init_from``).
+        named: the names are the data's (False: ``joint_<j>`` stand-ins, stored as null).
     """
 
     backbone: str
@@ -75,11 +76,15 @@ class ModelCard:
     intermediate_supervision: bool = False
     output_stride: int = 16
     freeze: str = "none"
+    named: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible dict (lists, not tuples) with ``card_version``."""
         out = json.loads(json.dumps(asdict(self)))
         out["card_version"] = CARD_VERSION
+        if not self.named:  # stand-in names must not pass for real ones (heads: map matches by name)
+            out["keypoint_names"] = None
+        del out["named"]
         return out
 
     def to_json(self) -> str:
@@ -110,6 +115,7 @@ class ModelCard:
                 intermediate_supervision=bool(meta.get("intermediate_supervision", False)),
                 output_stride=int(meta.get("output_stride", 16)),
                 freeze=str(meta.get("freeze", "none")),
+                named=bool(meta.get("keypoint_names")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{source}: crosspose model card is incomplete or malformed ({exc!r})") from None

@@ -45,4 +45,5 @@ def describe_module(module: Any) -> ModelCard:
                         sigma=codec.sigma, locref_std=float(codec.locref_std)),
         intermediate_supervision=bool(hp.intermediate_supervision),
         freeze=str(hp.freeze),
+        named=module.keypoint_names is not None,
     )

@@ -56,7 +56,7 @@ def _decided(card: ModelCard) -> dict[str, Any]:
     """Config keys the card decides -> their values in the card."""
     out: dict[str, Any] = {
         "model.num_keypoints": card.num_keypoints,
-        "model.keypoint_names": list(card.keypoint_names),
+        "model.keypoint_names": list(card.keypoint_names) if card.named else None,
         "model.backbone": card.backbone,
         "model.intermediate_supervision": card.intermediate_supervision,
         "model.heatmap": card.codec.kind,
@@ -101,7 +101,7 @@ def check_config_against_card(config: Any, card: ModelCard, ckpt_path: str) -> N
         section, name = key.split(".")
         node = config[section] if not hasattr(config, "get") or config.get(section) is not None else None
         got = node.get(name) if node is not None and hasattr(node, "get") else None
-        if got is None and name in ("keypoint_names", "sigma"):
+        if (got is None and name in ("keypoint_names", "sigma")) or (name == "keypoint_names" and expected is None):
             continue
         if not _same(got, expected):
             problems.append(f"{key} is {got!r}, the checkpoint's is {expected!r}")
