@@ -92,7 +92,8 @@ def test_analyze_writes_deeplabcut_coco_and_labelled_video(video: tuple[Path, np
     path, _ = video
     out = tmp_path / "out"
     assert main(["analyze", "--model", str(checkpoint), str(path), "--out", str(out), "--labeled-video",
-                 "--filter", "savgol", "--filter-window", "5", "--batch-size", "4", "--device", "cpu"]) == 0
+                 "--filter", "savgol", "--filter-window", "5", "--batch-size", "4", "--device", "cpu",
+                 "--plot"]) == 0
     n = _decoded_frames(path)
     frame = pd.read_hdf(out / "walk.h5", key="df_with_missing")
     assert list(frame.columns.names) == ["scorer", "bodyparts", "coords"]
@@ -112,6 +113,7 @@ def test_analyze_writes_deeplabcut_coco_and_labelled_video(video: tuple[Path, np
     filtered = pd.read_hdf(out / "walk_filtered.h5", key="df_with_missing")
     assert filtered.shape == frame.shape
     assert _decoded_frames(out / "walk_labeled.mp4") == n
+    assert (out / "walk_trajectories.png").read_bytes()[:4] == b"\x89PNG"
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temp files left
 
 

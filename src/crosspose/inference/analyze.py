@@ -4,7 +4,8 @@ Per input ``<stem>`` it writes, into ``--out``: ``<stem>.h5`` (DeepLabCut's tabl
 ``df_with_missing``), ``<stem>.csv`` (the same, three header rows), ``<stem>.json`` (COCO keypoint
 results, ``frame`` per video frame or ``file_name`` per image); with ``--filter``, the filtered
 ``<stem>_filtered.h5``/``.csv`` beside the raw ones (as DeepLabCut's filterpredictions); with
-``--labeled-video``, ``<stem>_labeled.mp4`` (drawn from the filtered keypoints when filtering).
+``--labeled-video``, ``<stem>_labeled.mp4`` (drawn from the filtered keypoints when filtering); with ``--plot``,
+``<stem>_trajectories.png`` (x and y of every joint over the frames).
 Every input is checked before the first is analysed; every file is written atomically.
 
 Example:
@@ -51,7 +52,8 @@ def _write(poses: PoseSequence, out_dir: Path, stem: str, formats: Sequence[str]
 
 def analyze_input(predictor: Predictor, source: InputSource, out_dir: Path, formats: Sequence[str] = FORMATS,
                   labeled_video: bool = False, pcutoff: float = 0.6, filter: str | None = None,
-                  filter_window: int = 5, batch_size: int | None = None, progress: bool = False) -> AnalysisReport:
+                  filter_window: int = 5, batch_size: int | None = None, progress: bool = False,
+                  plot: bool = False) -> AnalysisReport:
     """Analyse one checked input (:func:`~crosspose.inference.sources.resolve_inputs`) and write its files."""
     times = StageTimes()
     poses = predictor.predict_source(source, times, progress=progress, batch_size=batch_size)
@@ -67,6 +69,10 @@ def analyze_input(predictor: Predictor, source: InputSource, out_dir: Path, form
 
         report.outputs.append(write_labeled_video(source.path, drawn, out_dir / f"{source.stem}_labeled.mp4",
                                                   pcutoff))
+    if plot:
+        from crosspose.inference.plots import plot_trajectories
+
+        report.outputs.append(plot_trajectories(drawn, out_dir / f"{source.stem}_trajectories.png", pcutoff))
     times.write += time.perf_counter() - t
     return report
 
@@ -102,6 +108,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", default="h5,csv,json", help="comma-separated: h5, csv, json (default: all)")
     parser.add_argument("--labeled-video", action="store_true",
                         help="also write <stem>_labeled.mp4 with the keypoints and skeleton drawn")
+    parser.add_argument("--plot", action="store_true",
+                        help="also write <stem>_trajectories.png: x and y of every joint over the frames")
     parser.add_argument("--pcutoff", type=float, default=0.6,
                         help="confidence below which a keypoint is not drawn (default 0.6, as DeepLabCut)")
     parser.add_argument("--filter", choices=("median", "savgol"),
@@ -135,12 +143,14 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.pcutoff <= 1:
         raise ConfigError(f"--pcutoff must be in [0, 1], got {args.pcutoff}")
     scale = _scale(args.scale)
+    if args.out.exists() and not args.out.is_dir():
+        raise ConfigError(f"--out {args.out} is a file; give a folder for the outputs")
     predictor = load(args.model, device=args.device, scale=scale, batch_size=args.batch_size)
     sources = resolve_inputs(args.inputs)  # every input checked before anything is written
     print(predictor)
     for source in sources:
         report = analyze_input(predictor, source, args.out, formats, args.labeled_video, args.pcutoff,
-                               args.filter, args.filter_window, progress=True)
+                               args.filter, args.filter_window, progress=True, plot=args.plot)
         t = report.times
         print(f"{source.path}: {t.frames} frames, {t.frames / max(t.wall, 1e-9):.1f} frames/s "
               f"-> {', '.join(str(p) for p in report.outputs)}")
