@@ -79,17 +79,18 @@ def export_onnx(checkpoint: str | Path, target: str | Path, opset: int = 18) -> 
     model = _MapsOnly(inference_copy(net, channels_last=False)).eval()
     h, w = card.input_size or (256, 256)
     example = (torch.zeros(1, 3, h, w),)
-    names = {"input_names": ["images"], "output_names": ["heatmap", "locref"], "opset_version": opset}
+    names: dict[str, Any] = {"input_names": ["images"], "output_names": ["heatmap", "locref"],
+                             "opset_version": opset}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
             shapes = ({0: Dim("batch"), 2: 16 * Dim("height16"), 3: 16 * Dim("width16")},)
             program = torch.onnx.export(model, example, dynamic_shapes=shapes, dynamo=True, verbose=False,
                                         **names)
-            proto = program.model_proto
+            proto = program.model_proto  # type: ignore[union-attr]
         except Exception:  # torch.export cannot trace every model: the older exporter still can
             buffer = io.BytesIO()
-            torch.onnx.export(model, example, buffer, dynamo=False, **names,
+            torch.onnx.export(model, example, buffer, dynamo=False, **names,  # type: ignore[arg-type]
                               dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"},
                                             "heatmap": {0: "batch", 2: "map_height", 3: "map_width"},
                                             "locref": {0: "batch", 2: "map_height", 3: "map_width"}})

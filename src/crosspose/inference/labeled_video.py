@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -18,7 +19,7 @@ __all__ = ["draw_pose", "write_labeled_video"]
 def _colours(k: int) -> list[tuple[int, int, int]]:
     hsv = np.stack([np.linspace(0, 179, k, endpoint=False), np.full(k, 220), np.full(k, 255)], axis=1)
     rgb = cv2.cvtColor(hsv.astype(np.uint8)[None], cv2.COLOR_HSV2RGB)[0]
-    return [tuple(int(c) for c in col) for col in rgb]
+    return [(int(col[0]), int(col[1]), int(col[2])) for col in rgb]
 
 
 def draw_pose(frame: np.ndarray, keypoints: np.ndarray, links: tuple[tuple[int, int], ...], pcutoff: float,
@@ -54,7 +55,7 @@ def write_labeled_video(video: Path, poses: PoseSequence, target: Path, pcutoff:
         rate = stream.average_rate or stream.guessed_rate or Fraction(30)
     with atomic_path(target) as tmp, av.open(str(tmp), "w") as dst:
         codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-        out = dst.add_stream(codec, rate=rate)
+        out: Any = dst.add_stream(codec, rate=rate)
         out.pix_fmt = "yuv420p"
         out.thread_type = "AUTO"
         n = 0
@@ -65,7 +66,7 @@ def write_labeled_video(video: Path, poses: PoseSequence, target: Path, pcutoff:
             if n >= len(poses):
                 raise DataFormatError(video, f"decoded more frames ({n + 1}) than were analysed ({len(poses)})")
             draw_pose(rgb, poses.keypoints[n], poses.links, pcutoff)
-            rgb = np.ascontiguousarray(rgb[: out.height, : out.width])  # yuv420p needs even sizes
+            rgb = np.ascontiguousarray(rgb[: int(out.height), : int(out.width)])  # yuv420p needs even sizes
             for packet in out.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
                 dst.mux(packet)
             n += 1

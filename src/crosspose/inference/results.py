@@ -64,7 +64,8 @@ class PoseSequence:
         out = []
         for frame, kp in zip(self.frames, self.keypoints, strict=True):
             kp = kp.astype(np.float64)
-            out.append({key: frame if key == "file_name" else int(frame), "category_id": 1,
+            out.append({key: frame if key == "file_name" else int(frame),  # type: ignore[call-overload]
+                        "category_id": 1,
                         "keypoints": [round(float(v), 3) for v in kp.reshape(-1)],
                         "score": round(float(kp[:, 2].mean()), 5)})
         return out
