@@ -35,6 +35,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("crosspose.experiments.inspect", "what transfers between networks: CKA per stage, weight movement, attribution"),
     "benchmark": ("crosspose.benchmark.run", "throughput side by side with DeepLabCut 3"),
     "convert": ("crosspose.convert.cli", "DeepLabCut 2 (TF) / 3 (PyTorch) and TF-slim models -> crosspose checkpoints"),
+    "analyze": ("crosspose.inference.analyze", "keypoints of videos/images: DeepLabCut .h5/.csv, COCO .json, labelled video"),
+    "export": ("crosspose.inference.export", "export a checkpoint: weights-only .ckpt or ONNX (dynamic batch and size)"),
 }
 
 

@@ -23,8 +23,8 @@ from lightning.pytorch import Callback
 
 from crosspose.data.coco import save_coco_keypoints
 
-__all__ = ["REPO", "SHARED_FIXTURES", "TINY_JOINTS", "CrashAfterEpoch", "requires_fixture", "write_tiny_coco",
-           "write_tiny_deeplabcut_project"]
+__all__ = ["REPO", "SHARED_FIXTURES", "TINY_JOINTS", "CrashAfterEpoch", "requires_fixture", "write_moving_figure_video",
+           "write_tiny_checkpoint", "write_tiny_coco", "write_tiny_deeplabcut_project"]
 
 REPO = Path(__file__).resolve().parents[2]
 """The checkout root (meaningful in a source checkout, where the tests run)."""
@@ -156,3 +156,56 @@ class CrashAfterEpoch(Callback):
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         if trainer.current_epoch == self.epoch:
             raise RuntimeError(f"simulated crash after epoch {self.epoch}")
+
+
+def write_moving_figure_video(path: Path, frames: int = 30, size: tuple[int, int] = (100, 150), fps: int = 25,
+                              joints: tuple[str, ...] = TINY_JOINTS) -> np.ndarray:
+    """A short H.264 video of a figure (one coloured blob per joint) moving across a noisy background.
+
+    Returns the true joint positions, (frames, K, 2) x, y in pixels. Blob colours are
+    ``_COLOURS`` in joint order (pure enough for a colour detector to find them).
+    """
+    import av
+
+    h, w = size
+    rng = np.random.default_rng(0)
+    background = rng.integers(0, 60, (h, w, 3), dtype=np.uint8)
+    offsets = np.array([[0.0, -12.0], [-14.0, 0.0], [14.0, 0.0], [0.0, 14.0]])[: len(joints)]
+    truth = np.zeros((frames, len(joints), 2))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for i in range(frames):
+            t = i / max(frames - 1, 1)
+            centre = np.array([25 + t * (w - 50), h / 2 + (h / 5) * np.sin(2 * np.pi * t)])
+            image = background.copy()
+            for j, off in enumerate(offsets):
+                x, y = centre + off
+                truth[i, j] = (x, y)
+                cv2.circle(image, (int(round(x)), int(round(y))), 5, _COLOURS[j % len(_COLOURS)], -1)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return truth
+
+
+def write_tiny_checkpoint(path: Path, joints: tuple[str, ...] = TINY_JOINTS, backbone: str = "resnet18",
+                          input_size: tuple[int, int] | None = (64, 64), seed: int = 0) -> Path:
+    """A crosspose checkpoint with untrained weights and a full model card (no training needed)."""
+    import torch
+
+    from crosspose.core.skeletons import flip_pairs_from_names
+    from crosspose.models.card import ModelCard
+    from crosspose.training.module import PoseEstimationModule
+
+    torch.manual_seed(seed)
+    module = PoseEstimationModule(num_keypoints=len(joints), keypoint_names=list(joints), backbone=backbone)
+    card = ModelCard(backbone=backbone, num_keypoints=len(joints), keypoint_names=tuple(joints),
+                     flip_pairs=flip_pairs_from_names(joints), links=tuple((0, j) for j in range(1, len(joints))),
+                     input_size=input_size, padding=1.25)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": module.state_dict(), "crosspose": card.to_dict(),
+                "hyper_parameters": dict(module.hparams), "optimizer_states": [{"note": "stand-in"}]}, path)
+    return path

@@ -19,6 +19,13 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from crosspose.data.datamodule import PoseDataModule
 from crosspose.training.callbacks import configure_logging, run_callbacks, run_loggers
+from crosspose.training.checkpoint_config import (
+    CARD_COMMANDS,
+    card_arguments,
+    check_config_against_card,
+    find_ckpt_path,
+    read_card,
+)
 from crosspose.training.module import PoseEstimationModule
 
 __all__ = ["CrossposeCLI", "run_lightning_cli", "trainer_defaults"]
@@ -55,6 +62,15 @@ class CrossposeCLI(LightningCLI):
             parser_kwargs={"default_env": False, "exit_on_error": False},  # errors reach cli.main: one line
         )
 
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        """Parse, then refuse options that contradict the checkpoint's model card."""
+        super().parse_arguments(parser, args)
+        sub = self.config.get("subcommand")
+        if sub in CARD_COMMANDS and self.config[sub].get("ckpt_path"):
+            card = read_card(self.config[sub]["ckpt_path"])
+            if card is not None:
+                check_config_against_card(self.config[sub], card, str(self.config[sub]["ckpt_path"]))
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """``experiment``: settings of the experiment a config belongs to (``crosspose demo`` reads them).
 
@@ -85,6 +101,12 @@ class CrossposeCLI(LightningCLI):
 def run_lightning_cli(args: Sequence[str]) -> CrossposeCLI:
     """Run a LightningCLI subcommand (``fit``, ``validate``, ``test``, ``predict``)."""
     # LightningCLI reads sys.argv when given no args and warns when given both: hand it ours alone
+    args = list(args)
+    if args and args[0] in CARD_COMMANDS:
+        # the checkpoint's card supplies model and data options; the user's own come after it
+        card = read_card(find_ckpt_path(args[1:]) or "")
+        if card is not None:
+            args = [args[0], *card_arguments(card), *args[1:]]
     saved = sys.argv
     sys.argv = [saved[0] if saved else "crosspose", *args]
     try:

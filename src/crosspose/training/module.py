@@ -183,17 +183,13 @@ class PoseEstimationModule(L.LightningModule):
         self._prepared = True
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        checkpoint[METADATA_KEY] = {
-            "backbone": self.hparams.backbone,
-            "num_keypoints": self.hparams.num_keypoints,
-            "keypoint_names": self.keypoint_names,
-            "freeze": self.hparams.freeze,
-            # what `crosspose inspect` measures weight movement against, and the crop size it ran at
-            "init_from": self.hparams.init_from,
-            "heads": self.hparams.heads,
-            "input_size": list(dm.input_hw) if hasattr(dm, "input_hw") else None,
-        }
+        from crosspose.training.card import describe_module
+
+        # the model card: input size, normalisation, codec, skeleton (crosspose.models.card), and what
+        # `crosspose inspect` measures weight movement against
+        card = describe_module(self).to_dict()
+        card.update(init_from=self.hparams.init_from, heads=self.hparams.heads)
+        checkpoint[METADATA_KEY] = card
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         meta = checkpoint.get(METADATA_KEY, {})
