@@ -23,7 +23,6 @@ from typing import Any
 import yaml
 
 from crosspose.core.errors import ConfigError
-from crosspose.experiments.ablate import _optimizer
 
 __all__ = ["CONFIG_FILES", "RECIPES", "recipe_settings"]
 
@@ -52,8 +51,6 @@ def recipe_settings(recipe: str, stage: str, steps: int, input_size: int,
     cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     model_cfg, data_cfg, trainer_cfg = (dict(cfg.get(k) or {}) for k in ("model", "data", "trainer"))
     model = {k: model_cfg[k] for k in _MODEL_KEYS if k in model_cfg}
-    if "optimizer" in model:
-        model["optimizer"] = _optimizer(model["optimizer"])
     if "warmup_steps" in model_cfg:
         total = int(trainer_cfg.get("max_steps") or steps)
         model["warmup_steps"] = max(1, round(int(model_cfg["warmup_steps"]) * steps / max(total, 1)))
