@@ -119,7 +119,8 @@ def write_tiny_deeplabcut_project(
         for f in range(frames):
             name = f"img{f:03d}.png"
             img = rng.integers(0, 80, (height, width, 3), dtype=np.uint8)
-            row, truth = [], {}
+            row: list[Any] = []
+            truth: dict[str, Any] = {}
             for i, ind in enumerate(inds + (["single"] if multi and unique else [])):
                 parts = unique if ind == "single" else bodyparts
                 truth[ind] = {}

@@ -23,6 +23,7 @@ import math
 import os
 import sys
 import time
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub here: weights are random on purpose
 
@@ -58,7 +59,7 @@ def prepare(work: str, images: str, size: int) -> dict:
     os.makedirs(work, exist_ok=True)
     video = os.path.join(work, "clip.mp4")
     if not os.path.exists(video):  # a project needs one video; its frames are never used
-        writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"mp4v"), 10, (size, size))
+        writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"mp4v"), 10, (size, size))  # type: ignore[attr-defined]
         for _ in range(3):
             writer.write(np.zeros((size, size, 3), np.uint8))
         writer.release()
@@ -110,7 +111,7 @@ def train(work: str, steps: int, batch: int, size: int, device: str, backbone: s
     n_train = _train_set_size(config)
     per_epoch = math.ceil(n_train / batch)
     epochs = math.ceil((steps + 1) / per_epoch)
-    updates = {
+    updates: dict[str, Any] = {
         "data.train.crop_sampling.width": size,
         "data.train.crop_sampling.height": size,
         "model.backbone.pretrained": False,

@@ -114,7 +114,7 @@ def train_phase(spec: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {"threads": torch.get_num_threads()}
 
     # 1. data loading alone: how fast the loader (workers, decode, warp, photometrics) can feed
-    batches = _cycle(dm.train_dataloader())
+    batches: Any = _cycle(dm.train_dataloader())
     starts, sizes = [], []
     for _, batch in zip(range(n), batches, strict=False):
         starts.append(time.perf_counter())
@@ -170,7 +170,9 @@ class _StepTimer(L.Callback):
     """Lightning callback: the start time and batch size of every training step."""
 
     def __init__(self, device: torch.device) -> None:
-        self.device, self.starts, self.sizes = device, [], []
+        self.device = device
+        self.starts: list[float] = []
+        self.sizes: list[int] = []
 
     def on_train_batch_start(self, trainer: Any, module: Any, batch: dict[str, torch.Tensor], idx: int) -> None:
         _sync(self.device)

@@ -111,7 +111,7 @@ class PoseDataModule(L.LightningDataModule):
 
     def _given(self, splits: tuple[str, ...]) -> list[str]:
         return [s for s in splits if self.files[s] is not None
-                and not (s == "predict" and Path(self.files[s]).is_dir())]
+                and not (s == "predict" and Path(str(self.files[s])).is_dir())]
 
     @property
     def keypoint_names(self) -> tuple[str, ...] | None:

@@ -413,7 +413,7 @@ def read_macaquepose(
     json_dir = out_json.parent
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
-    info = {"description": "MacaquePose converted by crosspose prepare macaquepose",
+    info: dict[str, Any] = {"description": "MacaquePose converted by crosspose prepare macaquepose",
             "source": str(csv_path)}
     if crops_dir is None:
         for image_id, row in enumerate(rows, 1):

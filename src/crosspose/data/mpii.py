@@ -83,7 +83,7 @@ class MpiiPerson:
     @property
     def annotated(self) -> np.ndarray:
         """``(16,)`` bool: which joints carry coordinates."""
-        return np.isfinite(np.asarray(self.joints, dtype=np.float64)).all(axis=1)
+        return np.asarray(np.isfinite(np.asarray(self.joints, dtype=np.float64)).all(axis=1))
 
     @property
     def head_size(self) -> float:
@@ -267,7 +267,7 @@ def _int_list(x: Any, what: str) -> list[int]:
 
 def _person(rect: Any) -> MpiiPerson:
     box = [_number(_field(rect, k), k) for k in ("x1", "y1", "x2", "y2")]
-    head_box = tuple(v - 1 for v in box) if all(v is not None for v in box) else _NAN4
+    head_box = tuple(v - 1 for v in box if v is not None) if all(v is not None for v in box) else _NAN4
     scale = _number(_field(rect, "scale"), "scale")
     objpos = (math.nan, math.nan)
     pos = _records(_field(rect, "objpos"))
@@ -495,7 +495,7 @@ def load_mpii_json(
                 if gt_missing is not None:
                     both &= ~gt_missing[i]
                 if both.any() and np.abs(gt_joints[i][both] - joints[both]).max() > 1.0:
-                    raise DataFormatError(head_boxes, f"person {i} does not match {path.name} person {i} "
+                    raise DataFormatError(head_boxes or path, f"person {i} does not match {path.name} person {i} "
                                                       f"(image {person['image']}); the head-box file belongs "
                                                       "to another split")
         else:
@@ -674,7 +674,8 @@ def read_mpii(
     resized_dir = out_json.parent / f"{out_json.stem}_images"
     written = []
     for path, group in groups:
-        records, anns = [], []
+        records: list[dict[str, Any]] = []
+        anns: list[dict[str, Any]] = []
         for i, img, keep in group:
             src = images_dir / img.name
             size = _image_size(src)
@@ -690,7 +691,7 @@ def read_mpii(
             records.append(rec)
             for r in keep:
                 anns.append(person_annotation(img.persons[r], len(anns) + 1, i + 1, sx, sy, person_index=r + 1))
-        info = {"description": "MPII converted by crosspose prepare mpii", "source": str(annotations),
+        info: dict[str, Any] = {"description": "MPII converted by crosspose prepare mpii", "source": str(annotations),
                 "head_boxes": how, "image_id": "1-based annolist index (.mat) / order of first appearance (JSON)"}
         if resize is not None:
             info["resize"] = list(resize)

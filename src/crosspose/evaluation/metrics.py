@@ -104,7 +104,7 @@ def _group_name(joint: str) -> str | None:
     return joint.replace("_", " ").capitalize()
 
 
-def pckh_groups(per_joint: Sequence[float], joints: Sequence[str]) -> dict[str, float]:
+def pckh_groups(per_joint: Sequence[float] | np.ndarray, joints: Sequence[str]) -> dict[str, float]:
     """HRNet/mmpose groups: Head = head top; Shoulder ... Ankle = mean of left and right.
 
     Other skeletons group the same way by name (``left_eye``/``right_eye`` -> Eye, ``nose`` -> Nose).

@@ -205,7 +205,7 @@ def write_report(
     """
     if not runs:
         raise ConfigError("report: no runs to compare")
-    loaded = {name: load_metrics(src) for name, src in runs.items()}
+    loaded: dict[str, dict[str, Any]] = {name: dict(load_metrics(src)) for name, src in runs.items()}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plot_roc(loaded, out / "roc.png")
@@ -222,7 +222,8 @@ def write_report(
               "in pixels normalised by the person scale.", ""]
     lines += ["| Model | Evaluated joints | Normaliser | Person scale |", "|---|---|---|---|"]
     for name, m in loaded.items():
-        norm, scale = m.get("normalizer", {}), m.get("person_scale", {})
+        norm: dict[str, Any] = dict(m.get("normalizer") or {})
+        scale: dict[str, Any] = dict(m.get("person_scale") or {})
         lines.append(f"| {name} | {', '.join(m.get('joints', []))} | {norm.get('name', '?')}: "
                      f"{norm.get('description', '')} | {scale.get('description', '?')} |")
     lines += species_table(loaded)

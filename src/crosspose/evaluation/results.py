@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from os import PathLike
 from pathlib import Path
 from typing import Any, TypedDict
@@ -123,7 +123,7 @@ def write_metrics(metrics: Mapping[str, Any], path: str | PathLike[str]) -> Path
     return atomic_write_text(path, json.dumps(jsonable(dict(metrics)), indent=1, allow_nan=False) + "\n")
 
 
-def write_prediction_records(records: list[Mapping[str, Any]], path: str | PathLike[str]) -> Path:
+def write_prediction_records(records: Sequence[Mapping[str, Any]], path: str | PathLike[str]) -> Path:
     """Write predictions.json atomically (a JSON list of COCO keypoint results)."""
     return atomic_write_text(path, json.dumps([dict(r) for r in records]))
 

@@ -353,9 +353,9 @@ def run_ablation(
             run_model.pop("init_from", None)
             run_model.pop("heads", None)
         run_data = {**data, "train_file": str(train_file), "test_file": str(test_file), "seed": cell.seed}
-        metrics = (load_run_metrics(run_dir) if reused else
-                   train_and_test(run_dir, {"seed_everything": cell.seed, "model": run_model,
-                                           "data": run_data, "trainer": trainer}))
+        finished = load_run_metrics(run_dir) if reused else None
+        metrics = finished if finished is not None else train_and_test(
+            run_dir, {"seed_everything": cell.seed, "model": run_model, "data": run_data, "trainer": trainer})
         row = {"arm": cell.arm, "freeze": cell.freeze, "unfreeze": cell.unfreeze, "subset": cell.subset,
                "seed": cell.seed,
                **headline(metrics), "seconds": metrics.get("run", {}).get("seconds"), "run_dir": str(run_dir)}

@@ -208,7 +208,7 @@ def run_demo(out: Path, profile: Profile, recipe: str = "demo") -> Path:
         "test_file": str(files["human_test"]), "input_size": p.input_size, "batch_size": p.batch_size,
         "num_workers": p.num_workers})
 
-    results: dict[str, list[dict[str, Any]]] = {"transfer": [], "scratch": []}
+    results: dict[str, list[Any]] = {"transfer": [], "scratch": []}
     for arm in ("transfer", "scratch"):
         stage(f"{arm}: {p.subset} humans, {p.finetune_steps} steps, seeds {', '.join(map(str, p.seeds))}"
               + (" (init from the macaque network, heads re-initialised)" if arm == "transfer" else ""))
@@ -290,11 +290,11 @@ def _notes(p: Profile, n_bench: int, results: dict[str, list[dict[str, Any]]], s
         lines.append(f"| {seed} | {metric(t, 'pckh'):.2f} | {metric(s, 'pckh'):.2f} | "
                      f"{metric(t, 'f1'):.3f} | {metric(s, 'f1'):.3f} |")
     for key, label in (("pckh", "PCKh@0.5"), ("f1", "F1")):
-        t = [metric(r, key) for r in results["transfer"]]
-        s = [metric(r, key) for r in results["scratch"]]
-        d = [a - b for a, b in zip(t, s, strict=True)]
-        lines.append(f"\n{label}: transfer {_mean_sd(t)}, scratch {_mean_sd(s)}, "
-                     f"difference {_mean_sd(d)}.")
+        tv = [metric(r, key) for r in results["transfer"]]
+        sv = [metric(r, key) for r in results["scratch"]]
+        dv = [a - b for a, b in zip(tv, sv, strict=True)]
+        lines.append(f"\n{label}: transfer {_mean_sd(tv)}, scratch {_mean_sd(sv)}, "
+                     f"difference {_mean_sd(dv)}.")
     lines.append("\nThis states what was measured, whichever way it points (mean ± sample standard "
                  "deviation over the seeds).")
     return "\n".join(lines)

@@ -13,6 +13,8 @@ freezing). The intermediate map is the output of one unit of stage 3 (``intermed
 
 from __future__ import annotations
 
+from typing import Any
+
 import timm
 import torch
 from torch import nn
@@ -43,6 +45,10 @@ class ResNetBackbone(nn.Module):
         output_stride: 16 (DeeperCut) or 32 (no dilation, cheaper).
     """
 
+    body: Any  # timm's feature net (its attributes are timm's, not typed as such)
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, name: str = "resnet50", pretrained: bool = False, output_stride: int = 16,
                  intermediate_unit: int | None = None) -> None:
         super().__init__()
@@ -68,7 +74,7 @@ class ResNetBackbone(nn.Module):
                 ) from None
             raise
         self.name = name
-        self.channels: tuple[int, int] = tuple(self.body.feature_info.channels())  # type: ignore[assignment]
+        self.channels: tuple[int, int] = tuple(self.body.feature_info.channels())
         self.intermediate_unit = _check_unit(intermediate_unit, len(self.body.layer3), name)
         cfg = self.body.pretrained_cfg
         self.register_buffer("mean", torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406))).view(1, 3, 1, 1) * 255,

@@ -33,6 +33,7 @@ class DeconvHead(nn.Module):
 
     def reset_parameters(self) -> None:
         nn.init.xavier_uniform_(self.deconv.weight)
+        assert self.deconv.bias is not None  # built with bias=True
         nn.init.zeros_(self.deconv.bias)
 
     @property

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from torch import nn
 
 from crosspose.core.errors import ConfigError
-from crosspose.models.backbone import ResNetBackbone
+from crosspose.models.backbone import Backbone
 from crosspose.models.freeze import FREEZE_LEVELS, frozen_stages
 
 __all__ = ["level_at", "parse_unfreeze", "stage_batchnorms", "stage_parameters"]
@@ -66,12 +66,12 @@ def level_at(freeze: str, schedule: list[tuple[int, str]], step: int) -> str:
     return level
 
 
-def stage_parameters(backbone: ResNetBackbone, stages: tuple[str, ...] | list[str]) -> list[nn.Parameter]:
+def stage_parameters(backbone: Backbone, stages: tuple[str, ...] | list[str]) -> list[nn.Parameter]:
     """The parameters of these backbone parts, in forward order."""
     return [p for stage in stages for m in backbone.stage_modules(stage) for p in m.parameters()]
 
 
-def stage_batchnorms(backbone: ResNetBackbone, stages: tuple[str, ...] | list[str]) -> list[nn.Module]:
+def stage_batchnorms(backbone: Backbone, stages: tuple[str, ...] | list[str]) -> list[nn.Module]:
     """The (unfrozen, trainable-statistics) BatchNorm layers of these backbone parts."""
     return [m for stage in stages for part in backbone.stage_modules(stage) for m in part.modules()
             if isinstance(m, nn.modules.batchnorm._BatchNorm)]

@@ -110,10 +110,10 @@ class ValidationLine(Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        value = trainer.callback_metrics.get(self.monitor)
-        if value is None:
+        metric = trainer.callback_metrics.get(self.monitor)
+        if metric is None:
             return
-        value = float(value)
+        value = float(metric)
         if math.isfinite(value) and (self.best is None or (value > self.best if self.mode == "max"
                                                            else value < self.best)):
             self.best = value

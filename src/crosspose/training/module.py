@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import lightning as L
 import torch
@@ -80,6 +80,15 @@ class PoseEstimationModule(L.LightningModule):
 
     monitor = "val/pckh"
     mode = "max"
+
+    if TYPE_CHECKING:  # Lightning types hparams as a plain mapping; ours are the __init__ arguments
+        @property
+        def hparams(self) -> Any: ...
+
+    @property
+    def _datamodule(self) -> Any:
+        """The trainer's data module (Lightning sets the attribute at fit/validate/test time)."""
+        return self.trainer.datamodule  # type: ignore[attr-defined]
 
     def __init__(
         self,
@@ -206,7 +215,7 @@ class PoseEstimationModule(L.LightningModule):
         return self.net(images)
 
     def _losses(self, batch: dict[str, torch.Tensor], outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        targets = self.codec.encode(batch["keypoints"], batch["valid"], tuple(outputs["heatmap"].shape[-2:]),
+        targets = self.codec.encode(batch["keypoints"], batch["valid"], (int(outputs["heatmap"].shape[-2]), int(outputs["heatmap"].shape[-1])),
                                     zoom=batch.get("zoom"))
         return pose_loss(outputs, targets, self.codec, self.hparams.locref_loss_weight)
 
@@ -312,7 +321,7 @@ class PoseEstimationModule(L.LightningModule):
             (0, self.hparams.num_keypoints + 1, 3), device=self.device)
         self._eval_rows = []
         rows = gather_rows(local).cpu()
-        dataset = self.trainer.datamodule.datasets[split]
+        dataset = self._datamodule.datasets[split]
         seen: dict[int, torch.Tensor] = {}
         for row in rows:
             seen.setdefault(int(row[0, 0].item()), row[1:])
@@ -322,8 +331,8 @@ class PoseEstimationModule(L.LightningModule):
         from crosspose.evaluation.score import evaluate
 
         predictions = self._collect_predictions(split)
-        gt = self.trainer.datamodule.coco(split)
-        if len(predictions) < len(self.trainer.datamodule.datasets[split]):
+        gt = self._datamodule.coco(split)
+        if len(predictions) < len(self._datamodule.datasets[split]):
             # limit_*_batches / fast_dev_run: score the instances that were predicted, no others
             gt = gt.subset(p["annotation_id"] for p in predictions)
         other_skeleton = gt.num_keypoints != self.hparams.num_keypoints
@@ -350,7 +359,7 @@ class PoseEstimationModule(L.LightningModule):
         predictions, metrics = self._score("test")
         self.log_dict(_loggable(headline(metrics, prefix="test/")), sync_dist=False, rank_zero_only=False)
         metrics["source"] = {"checkpoint": self.trainer.ckpt_path, "global_step": self.loaded_step,
-                             "data_file": str(self.trainer.datamodule.coco("test").path)}
+                             "data_file": str(self._datamodule.coco("test").path)}
         self.last_metrics, self.last_predictions = metrics, predictions
         if self.trainer.is_global_zero:
             out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
@@ -358,7 +367,7 @@ class PoseEstimationModule(L.LightningModule):
             log.info("wrote %s and %s", out_dir / "predictions.json", out_dir / "metrics.json")
 
     # ------------------------------------------------------------- optimizer
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> Any:
         # stages the unfreeze schedule frees later are in the backbone group from the start (inert
         # until they get gradients), so the optimizer's layout, and a resumed state, never change
         scheduled = {id(p) for p in stage_parameters(self._backbone(), self._scheduled_stages)}

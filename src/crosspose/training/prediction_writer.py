@@ -35,7 +35,7 @@ class PredictionWriter(BasePredictionWriter):
 
     def write_on_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            predictions: Sequence[Any], batch_indices: Sequence[Any]) -> None:
-        dataset = trainer.datamodule.datasets["predict"]
+        dataset = trainer.datamodule.datasets["predict"]  # type: ignore[attr-defined]
         records = []
         for batch in predictions:
             for index, keypoints in zip(batch["index"].tolist(), batch["keypoints"].cpu(), strict=True):
