@@ -55,6 +55,18 @@ def _first_line(text: str) -> str:
     return ": ".join(lines[:1] + [ln for ln in lines[1:] if "Expected" in ln or "Not a" in ln][:1]) or text
 
 
+def _user_error(exc: BaseException) -> CrossposeError | None:
+    """The CrossposeError an exception was raised from (its cause or context chain), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, CrossposeError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``crosspose COMMAND ...``; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -86,6 +98,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(module.run(parser.parse_args(rest)) or 0)
     except CrossposeError as exc:
         print(f"crosspose {command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # jsonargparse wraps an option's own check (a ConfigError) in a ValueError
+        cause = _user_error(exc)
+        if cause is None:
+            raise
+        print(f"crosspose {command}: error: {cause}", file=sys.stderr)
         return 2
     except argparse.ArgumentError as exc:  # jsonargparse's too: a wrong option name or type
         print(f"crosspose {command}: error: {_first_line(str(exc))} (see crosspose {command} --help)",

@@ -36,7 +36,7 @@ def test_evaluation_shows_the_whole_frame_aspect_kept() -> None:
     t = InstanceTransform((64, 64), None, 1.0, (), 2, whole_frame=True)
     image = np.full((frame_h, frame_w, 3), 200, np.uint8)
     kps = np.array([[1.0, 1.0, 2], [118.0, 58.0, 2]])  # near the corners: still in view
-    out, xy, valid, matrix = t(image, kps, frame_box(frame_w, frame_h), seed=0)
+    out, xy, valid, matrix, _ = t(image, kps, frame_box(frame_w, frame_h), seed=0)
     corners = _input_corners_in_frame(matrix, (64, 64))
     # the width fills the input exactly, the height is centred with a border
     assert corners[:, 0].min() == pytest.approx(-0.5) and corners[:, 0].max() == pytest.approx(frame_w - 0.5)
@@ -50,7 +50,7 @@ def test_zoomed_training_views_are_random_crops_inside_the_frame() -> None:
     image = np.zeros((frame_h, frame_w, 3), np.uint8)
     centres = []
     for seed in range(200):
-        _, _, _, matrix = t(image, np.zeros((1, 3)), frame_box(frame_w, frame_h), seed=seed)
+        matrix = t(image, np.zeros((1, 3)), frame_box(frame_w, frame_h), seed=seed).matrix
         corners = _input_corners_in_frame(matrix, (64, 64))
         # the view stays on the frame (height limits it here; width has room to move)
         assert corners[:, 0].min() >= -0.5 - 1e-6 and corners[:, 0].max() <= frame_w - 0.5 + 1e-6

@@ -12,7 +12,7 @@ from crosspose.core.errors import ConfigError
 from crosspose.core.validate import non_negative, positive
 from crosspose.data.coco import CocoKeypoints, load_coco_keypoints
 from crosspose.data.dataset import ImageFolderDataset, InstanceDataset, ShardedEpochSampler
-from crosspose.data.transforms import Augmentation, check_augmentation
+from crosspose.data.transforms import Augmentation
 
 __all__ = ["PoseDataModule"]
 
@@ -83,8 +83,6 @@ class PoseDataModule(L.LightningDataModule):
         for split, f in (("train", train_file), ("val", val_file), ("test", test_file), ("predict", predict_file)):
             if f is not None and not str(f).strip():
                 raise ConfigError(f"data.{split}_file is empty (give a COCO file or leave it out)")
-        if augmentation is not None:
-            check_augmentation(augmentation)
         self.files = {"train": train_file, "val": val_file, "test": test_file, "predict": predict_file}
         self.image_root = image_root
         self.padding = padding

@@ -79,16 +79,16 @@ class Augmentation:
     keep_outside: bool = False
 
     def __post_init__(self) -> None:
-        lo, hi = (float(v) for v in self.scale)  # YAML and JSON give a list
-        if not 0 < lo <= hi:
-            raise ConfigError(f"augmentation.scale must be [low, high] with 0 < low <= high, got {list(self.scale)}")
-        self.scale = (lo, hi)
-        for name in ("rotation_p", "flip_p", "color_p", "blur_p", "noise_p", "crop_pad_p", "motion_blur_p",
-                     "dropout_p", "elastic_p"):
-            if not 0.0 <= float(getattr(self, name)) <= 1.0:
-                raise ConfigError(f"augmentation.{name} is a probability, got {getattr(self, name)}")
+        """Every setting in range, or a ConfigError naming it as the user writes it."""
+        name = "data.augmentation."
+        self.scale = value_range(name + "scale", self.scale, low=1e-3)  # YAML and JSON give a list
+        non_negative(name + "rotation", self.rotation)
+        non_negative(name + "translate", self.translate)
+        for field in ("rotation_p", "flip_p", "color_p", "blur_p", "noise_p", "crop_pad_p", "motion_blur_p",
+                      "dropout_p", "elastic_p"):
+            probability(name + field, getattr(self, field))
         if not 0.0 <= self.crop_pad < 0.5:
-            raise ConfigError(f"augmentation.crop_pad is a fraction of each side below 0.5, got {self.crop_pad}")
+            raise ConfigError(f"{name}crop_pad is a fraction of each side below 0.5, got {self.crop_pad}")
 
     @classmethod
     def deeplabcut22(cls) -> Augmentation:
@@ -148,17 +148,6 @@ class TransformedInstance(NamedTuple):
     valid: np.ndarray
     matrix: np.ndarray
     zoom: float
-
-
-def check_augmentation(aug: Augmentation) -> Augmentation:
-    """Every augmentation setting in range, or a ConfigError naming it (``data.augmentation.<field>``)."""
-    name = "data.augmentation."
-    value_range(name + "scale", aug.scale, low=1e-3)
-    non_negative(name + "rotation", aug.rotation)
-    non_negative(name + "translate", aug.translate)
-    for field in ("rotation_p", "flip_p", "color_p", "blur_p", "noise_p"):
-        probability(name + field, getattr(aug, field))
-    return aug
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
