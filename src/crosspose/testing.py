@@ -23,7 +23,8 @@ from lightning.pytorch import Callback
 
 from crosspose.data.coco import save_coco_keypoints
 
-__all__ = ["REPO", "SHARED_FIXTURES", "TINY_JOINTS", "CrashAfterEpoch", "requires_fixture", "write_tiny_coco"]
+__all__ = ["REPO", "SHARED_FIXTURES", "TINY_JOINTS", "CrashAfterEpoch", "overfit_tiny_module", "requires_fixture",
+           "write_tiny_coco"]
 
 REPO = Path(__file__).resolve().parents[2]
 """The checkout root (meaningful in a source checkout, where the tests run)."""
@@ -78,3 +79,31 @@ class CrashAfterEpoch(Callback):
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         if trainer.current_epoch == self.epoch:
             raise RuntimeError(f"simulated crash after epoch {self.epoch}")
+
+
+def overfit_tiny_module(folder: Path, steps: int = 40, size: int = 64, count: int = 4, seed: int = 0) -> Any:
+    """A resnet18 PoseEstimationModule overfitted on ``count`` toy images, and their batch at ``size`` px.
+
+    Reduced-precision tests need score maps with real peaks: on random weights the maps are flat and
+    any rounding moves the argmax anywhere. Returns ``(module, batch)``, the module in eval mode.
+    """
+    import torch
+
+    from crosspose.data.coco import load_coco_keypoints
+    from crosspose.data.dataset import InstanceDataset
+    from crosspose.training.module import PoseEstimationModule
+
+    coco = load_coco_keypoints(write_tiny_coco(folder, count=count, size=96, seed=seed))
+    dataset = InstanceDataset(coco, (size, size), padding=1.0)
+    batch = {k: torch.stack([dataset[i][k] for i in range(len(dataset))]) for k in dataset[0]}
+    torch.manual_seed(seed)
+    module = PoseEstimationModule(num_keypoints=coco.num_keypoints, backbone="resnet18", radius=17.0 * size / 256)
+    module.prepare_network()
+    optimizer = torch.optim.Adam(module.parameters(), lr=2e-3)
+    module.train()
+    for _ in range(steps):
+        loss = module._losses(batch, module(batch["image"]))["loss"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return module.eval(), batch

@@ -56,6 +56,53 @@ def _cycle(loader: DataLoader) -> Iterator[dict[str, torch.Tensor]]:
         epoch += 1
 
 
+def _status_bytes(field: str) -> int | None:
+    """A ``VmRSS``/``VmHWM`` line of /proc/self/status in bytes (None off Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _reset_peak_rss() -> None:
+    """Restart this process's peak-RSS counter (VmHWM), so the next peak belongs to one stage."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
+def _child_pids() -> list[int]:
+    """This process's live children (the data-loader workers while a loader runs)."""
+    import os
+
+    pids: list[int] = []
+    try:
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/children", encoding="ascii") as fh:
+                pids.extend(int(c) for c in fh.read().split())
+    except OSError:
+        pass
+    return pids
+
+
+class _MainMemory:
+    """Main-process resident memory after each stage, and the peak within it: where the RSS goes."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def mark(self, stage: str, peak: bool = False) -> None:
+        self.rows.append({"stage": stage, "rss_bytes": _status_bytes("VmRSS"),
+                          "peak_bytes": _status_bytes("VmHWM") if peak else None})
+        _reset_peak_rss()
+
+
 def count_flops(module: Any, spec: dict[str, Any], device: torch.device, train: bool) -> float:
     """FLOPs of one image through the network: forward only, or forward + loss + backward."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -103,6 +150,8 @@ def train_phase(spec: dict[str, Any]) -> dict[str, Any]:
     """Data loading alone, model step alone, whole Lightning step."""
     from crosspose.data.datamodule import PoseDataModule
 
+    memory = _MainMemory()
+    memory.mark("imports (torch, Lightning, timm, crosspose)")
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])
@@ -111,7 +160,8 @@ def train_phase(spec: dict[str, Any]) -> dict[str, Any]:
     dm = PoseDataModule(train_file=spec["coco"], input_size=spec["size"], padding=1.0, batch_size=spec["batch"],
                         num_workers=spec["workers"], seed=0)
     dm.setup("fit")
-    result: dict[str, Any] = {"threads": torch.get_num_threads()}
+    memory.mark("annotations (data set up)")
+    result: dict[str, Any] = {"threads": torch.get_num_threads(), "main_memory": memory.rows, "worker_pids": {}}
 
     # 1. data loading alone: how fast the loader (workers, decode, warp, photometrics) can feed
     batches = _cycle(dm.train_dataloader())
@@ -120,14 +170,18 @@ def train_phase(spec: dict[str, Any]) -> dict[str, Any]:
         starts.append(time.perf_counter())
         sizes.append(int(batch["image"].shape[0]))
     result["loading"] = summarise_steps(starts, sizes, warmup, repeats)
+    result["worker_pids"]["loading alone"] = _child_pids()
     preloaded = [_to(b, device) for _, b in zip(range(2), batches, strict=False)]
     # stop these workers now: Lightning starts its own, and both sets alive would double the peak memory
     batches.close()
     gc.collect()
 
+    memory.mark("loading alone (loader stopped)", peak=True)
     module = _module(spec, device)
+    memory.mark("model built")
     result["infer_flops_per_image"] = count_flops(module, spec, device, train=False)
     result["train_flops_per_image"] = count_flops(module, spec, device, train=True)
+    memory.mark("FLOP count (one image)", peak=True)
 
     if spec["precision"] == "bf16":
         result["bf16_numerics"] = bf16_numerics(module, preloaded[0], device)
@@ -149,6 +203,8 @@ def train_phase(spec: dict[str, Any]) -> dict[str, Any]:
     starts.append(time.perf_counter())
     result["model_step"] = summarise_steps(starts, [spec["batch"]] * (n + 1), warmup, repeats)
     del optimizer, preloaded
+    gc.collect()
+    memory.mark("model step alone (weights, gradients, optimizer, activations)", peak=True)
 
     # 3. whole step: what `crosspose fit` runs (Lightning loop, loader, host->device, logging)
     timer = _StepTimer(device)
@@ -161,6 +217,8 @@ def train_phase(spec: dict[str, Any]) -> dict[str, Any]:
         num_sanity_val_steps=0, limit_val_batches=0, callbacks=[timer],
     )
     trainer.fit(module, datamodule=dm)
+    memory.mark("Lightning fit (main process)", peak=True)
+    result["worker_pids"]["Lightning fit"] = timer.workers
     result["whole_step"] = summarise_steps(timer.starts, timer.sizes, warmup, repeats)
     result["cuda_peak_bytes"] = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
     return result
@@ -171,8 +229,11 @@ class _StepTimer(L.Callback):
 
     def __init__(self, device: torch.device) -> None:
         self.device, self.starts, self.sizes = device, [], []
+        self.workers: list[int] = []
 
     def on_train_batch_start(self, trainer: Any, module: Any, batch: dict[str, torch.Tensor], idx: int) -> None:
+        if not self.workers:
+            self.workers = _child_pids()
         _sync(self.device)
         self.starts.append(time.perf_counter())
         self.sizes.append(int(batch["image"].shape[0]))

@@ -116,11 +116,20 @@ def summarise_passes(seconds: list[float], images: int, warmup: int = 1) -> dict
 
 # --------------------------------------------------------------------------------- memory
 class TreeMemorySampler:
-    """Peak resident memory of a process and all its descendants, sampled every ``interval`` s (Linux)."""
+    """Peak memory of a process and all its descendants, sampled every ``interval`` s (Linux).
 
-    def __init__(self, pid: int, interval: float = 0.05) -> None:
+    Two totals, because forked processes share pages: ``peak_bytes`` sums each process's resident
+    set (RSS; shared pages counted once per process, what a naive monitor shows), ``peak_pss_bytes``
+    sums proportional set sizes (PSS: each shared page split between its sharers; what the processes
+    really take from the machine). ``processes`` keeps each process's own peaks and its role: the
+    measured process is ``main``, its descendants ``worker N`` in order of appearance.
+    """
+
+    def __init__(self, pid: int, interval: float = 0.1) -> None:
         self.pid, self.interval = pid, interval
         self.peak_bytes: int | None = None
+        self.peak_pss_bytes: int | None = None
+        self.processes: dict[int, dict[str, Any]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -143,12 +152,33 @@ class TreeMemorySampler:
         except (OSError, ValueError, IndexError):
             return 0
 
+    @staticmethod
+    def _pss(pid: int) -> int:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as fh:
+                for line in fh:
+                    if line.startswith("Pss:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            pass
+        return 0
+
     def sample(self) -> int:
-        todo, total = [self.pid], 0
+        """Summed RSS of the tree now (and, as a side effect, the per-process and PSS peaks)."""
+        todo, total, total_pss = [self.pid], 0, 0
         while todo:
             pid = todo.pop()
-            total += self._rss(pid)
+            rss, pss = self._rss(pid), self._pss(pid)
+            total, total_pss = total + rss, total_pss + pss
+            if rss:
+                entry = self.processes.setdefault(pid, {
+                    "pid": pid, "role": "main" if pid == self.pid else f"child {len(self.processes)}",
+                    "peak_rss_bytes": 0, "peak_pss_bytes": 0})
+                entry["peak_rss_bytes"] = max(entry["peak_rss_bytes"], rss)
+                entry["peak_pss_bytes"] = max(entry["peak_pss_bytes"], pss)
             todo.extend(self._children(pid))
+        if total_pss and (self.peak_pss_bytes is None or total_pss > self.peak_pss_bytes):
+            self.peak_pss_bytes = total_pss
         return total
 
     def _loop(self) -> None:
@@ -157,6 +187,11 @@ class TreeMemorySampler:
             if now and (self.peak_bytes is None or now > self.peak_bytes):
                 self.peak_bytes = now
             self._stop.wait(self.interval)
+
+    def breakdown(self) -> dict[str, Any]:
+        """Totals and per-process peaks, JSON-ready."""
+        return {"peak_rss_bytes": self.peak_bytes, "peak_pss_bytes": self.peak_pss_bytes,
+                "processes": list(self.processes.values())}
 
     def __enter__(self) -> TreeMemorySampler:
         if Path("/proc").is_dir():
@@ -170,8 +205,11 @@ class TreeMemorySampler:
 
 
 def run_child(command: list[str], env: dict[str, str] | None = None, timeout: float | None = None,
-              ) -> tuple[dict[str, Any] | None, int | None, str]:
-    """Run a phase; returns (its JSON result or None, peak tree RSS, error text)."""
+              memory: dict[str, Any] | None = None) -> tuple[dict[str, Any] | None, int | None, str]:
+    """Run a phase; returns (its JSON result or None, peak tree RSS, error text).
+
+    ``memory``, when given, receives :meth:`TreeMemorySampler.breakdown` (PSS and per process).
+    """
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **(env or {})})
     with TreeMemorySampler(proc.pid) as sampler:
@@ -181,6 +219,8 @@ def run_child(command: list[str], env: dict[str, str] | None = None, timeout: fl
             proc.kill()
             out, err = proc.communicate()
             return None, sampler.peak_bytes, f"timed out after {timeout:.0f} s"
+    if memory is not None:
+        memory.update(sampler.breakdown())
     lines = [ln for ln in out.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = (err or out).strip().splitlines()[-6:]
@@ -306,13 +346,23 @@ def run_crosspose(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
     for phase in ("train", "infer"):
         cmd = [sys.executable, "-m", "crosspose.benchmark.phases", phase, json.dumps(spec)]
         print(f"[benchmark] crosspose {phase} ...", file=sys.stderr, flush=True)
-        result, peak, error = run_child(cmd, timeout=timeout)
+        memory: dict[str, Any] = {}
+        result, peak, error = run_child(cmd, timeout=timeout, memory=memory)
         if result is None:
             out[f"{phase}_error"] = error
             continue
         result["peak_rss_bytes"] = peak
+        result["memory"] = label_workers(memory, result.pop("worker_pids", {}))
         out[phase] = result
     return out
+
+
+def label_workers(memory: dict[str, Any], worker_pids: dict[str, list[int]]) -> dict[str, Any]:
+    """Name each sampled worker after the loader that started it (the phase reports their pids)."""
+    roles = {pid: f"{stage}: loader worker {i + 1}" for stage, pids in worker_pids.items()
+             for i, pid in enumerate(pids)}
+    memory["processes"] = [{**p, "role": roles.get(p.get("pid"), p["role"])} for p in memory.get("processes", [])]
+    return memory
 
 
 # ----------------------------------------------------------------------------- DeepLabCut
