@@ -161,3 +161,19 @@ def test_tree_memory_sampler_sees_the_process(tmp_path: Path) -> None:
                                      "import time; time.sleep(0.3); print(json.dumps({'ok': len(b)}))"])
     assert error == "" and result == {"ok": 50_000_000}
     assert peak is not None and peak > 50_000_000
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="memory sampling reads /proc")
+def test_sampler_names_forkserver_and_its_workers(tmp_path: Path) -> None:
+    from crosspose.benchmark.run import run_child
+
+    script = tmp_path / "fs.py"
+    script.write_text("import json, multiprocessing as mp, time\nif __name__ == '__main__':\n"
+                      "    p = mp.get_context('forkserver').Process(target=time.sleep, args=(1.0,))\n"
+                      "    p.start(); p.join(); print(json.dumps({'ok': 1}))\n")
+    memory: dict = {}
+    result, _, error = run_child([sys.executable, str(script)], memory=memory)
+    assert result == {"ok": 1}, error
+    roles = [p["role"] for p in memory["processes"]]
+    assert roles[0] == "main" and "forkserver (data code preloaded)" in roles and "child 1" in roles
+    assert memory["peak_pss_bytes"] <= memory["peak_rss_bytes"]

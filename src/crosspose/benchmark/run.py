@@ -163,21 +163,38 @@ class TreeMemorySampler:
 
     def sample(self) -> int:
         """Summed RSS of the tree now (and, as a side effect, the per-process and PSS peaks)."""
-        todo, total, total_pss = [self.pid], 0, 0
+        todo, total, total_pss = [(self.pid, 0)], 0, 0
         while todo:
-            pid = todo.pop()
+            pid, parent = todo.pop()
             rss, pss = self._rss(pid), self._pss(pid)
             total, total_pss = total + rss, total_pss + pss
             if rss:
-                entry = self.processes.setdefault(pid, {
-                    "pid": pid, "role": "main" if pid == self.pid else f"child {len(self.processes)}",
-                    "peak_rss_bytes": 0, "peak_pss_bytes": 0})
+                entry = self.processes.get(pid)
+                if entry is None:
+                    entry = self.processes[pid] = {"pid": pid, "role": self._role(pid, parent),
+                                                   "peak_rss_bytes": 0, "peak_pss_bytes": 0}
                 entry["peak_rss_bytes"] = max(entry["peak_rss_bytes"], rss)
                 entry["peak_pss_bytes"] = max(entry["peak_pss_bytes"], pss)
-            todo.extend(self._children(pid))
+            todo.extend((child, pid) for child in self._children(pid))
         if total_pss and (self.peak_pss_bytes is None or total_pss > self.peak_pss_bytes):
             self.peak_pss_bytes = total_pss
         return total
+
+    def _role(self, pid: int, parent: int) -> str:
+        """main, forkserver, resource tracker, or the n-th other process (a loader worker)."""
+        if pid == self.pid:
+            return "main"
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmdline = fh.read().decode("utf-8", "replace")
+        except OSError:
+            cmdline = ""
+        if "forkserver" in cmdline and parent == self.pid:
+            return "forkserver (data code preloaded)"
+        if "resource_tracker" in cmdline:
+            return "resource tracker"
+        workers = sum(1 for e in self.processes.values() if e["role"].startswith("child"))
+        return f"child {workers + 1}"
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -429,7 +446,8 @@ def label_workers(memory: dict[str, Any], worker_pids: dict[str, list[int]]) -> 
     """Name each sampled worker after the loader that started it (the phase reports their pids)."""
     roles = {pid: f"{stage}: loader worker {i + 1}" for stage, pids in worker_pids.items()
              for i, pid in enumerate(pids)}
-    memory["processes"] = [{**p, "role": roles.get(p.get("pid"), p["role"])} for p in memory.get("processes", [])]
+    memory["processes"] = [{**p, "role": roles.get(p.get("pid"), p["role"]) if p["role"].startswith("child")
+                            else p["role"]} for p in memory.get("processes", [])]
     return memory
 
 
