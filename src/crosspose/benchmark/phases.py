@@ -91,6 +91,20 @@ def _child_pids() -> list[int]:
     return pids
 
 
+def _descendant_pids() -> list[int]:
+    """Children and their children (forkserver workers are the forkserver's children)."""
+    todo, out = _child_pids(), []
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as fh:
+                todo.extend(int(c) for c in fh.read().split())
+        except OSError:
+            continue
+    return out
+
+
 class _MainMemory:
     """Main-process resident memory after each stage, and the peak within it: where the RSS goes."""
 
@@ -167,15 +181,17 @@ def train_phase(spec: dict[str, Any]) -> dict[str, Any]:
         return _whole_step_only(spec, dm, device, n, result, memory)
     # 1. data loading alone: how fast the loader (workers, decode, warp, photometrics) can feed
     batches = _cycle(dm.train_dataloader())
-    starts, sizes = [], []
-    for _, batch in zip(range(n), batches, strict=False):
+    starts, sizes, cpu = [], [], []
+    for i, batch in zip(range(n), batches, strict=False):
         starts.append(time.perf_counter())
         sizes.append(int(batch["image"].shape[0]))
+        if i in (warmup, n - 1):  # loader CPU time over the timed steps only (not worker start-up)
+            cpu.append(sum(_cpu_seconds(pid) for pid in _descendant_pids()))
     result["loading"] = summarise_steps(starts, sizes, warmup, repeats)
     result["worker_pids"]["loading alone"] = _child_pids()
     # CPU time the loader processes spent per image: the cores a faster device needs to be fed
-    cpu = sum(_cpu_seconds(pid) for pid in result["worker_pids"]["loading alone"])
-    result["loader_cpu_s_per_image"] = cpu / max(1, sum(sizes)) if cpu else None
+    timed = sum(sizes[warmup + 1:])
+    result["loader_cpu_s_per_image"] = (cpu[-1] - cpu[0]) / timed if len(cpu) == 2 and timed else None
     preloaded = [_to(b, device) for _, b in zip(range(2), batches, strict=False)]
     # stop these workers now: Lightning starts its own, and both sets alive would double the peak memory
     batches.close()

@@ -303,6 +303,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--accuracy-data", default=None, help="COCO test file for --accuracy-checkpoint")
     parser.add_argument("--accuracy-size", type=int, default=256, help="input size of that checkpoint (256)")
     parser.add_argument("--skip-dlc", action="store_true", help="crosspose only")
+    parser.add_argument("--skip-crosspose", action="store_true", help="DeepLabCut only (a re-run under other load)")
     parser.add_argument("--dlc-venv", default=".bench/dlc-venv", help="DeepLabCut's own environment")
     parser.add_argument("--no-install", action="store_true", help="do not create the DeepLabCut environment")
     parser.add_argument("--dlc-backbones", default="resnet50,resnet50_gn",
@@ -372,13 +373,14 @@ def run(args: argparse.Namespace) -> int:
         save()
     if args.skip_dlc:
         report["deeplabcut"]["skipped"] = {"available": False, "reason": "skipped (--skip-dlc)"}
-    run_crosspose(spec, args, report, save)
+    if not args.skip_crosspose:
+        run_crosspose(spec, args, report, save)
     report["machine"]["load_average_after"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     add_flop_fractions(report, args.peak_tflops)
     save()
     text = format_report(report)
     print(text)
-    return 0 if (report["crosspose"].get("fp32") or {}).get("train") else 1
+    return 0 if args.skip_crosspose or (report["crosspose"].get("fp32") or {}).get("train") else 1
 
 
 # ------------------------------------------------------------------------------ crosspose
