@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "convert": ("crosspose.convert.cli", "DeepLabCut 2 (TF) / 3 (PyTorch) and TF-slim models -> crosspose checkpoints"),
     "analyze": ("crosspose.inference.analyze", "keypoints of videos/images: DeepLabCut .h5/.csv, COCO .json, labelled video"),
     "export": ("crosspose.inference.export", "export a checkpoint: weights-only .ckpt or ONNX (dynamic batch and size)"),
+    "quantize": ("crosspose.inference.quantize", "int8 ONNX model calibrated on your own images (ONNX Runtime, static)"),
 }
 
 

@@ -23,8 +23,8 @@ from lightning.pytorch import Callback
 
 from crosspose.data.coco import save_coco_keypoints
 
-__all__ = ["REPO", "SHARED_FIXTURES", "TINY_JOINTS", "CrashAfterEpoch", "requires_fixture", "write_moving_figure_video",
-           "write_tiny_checkpoint", "write_tiny_coco", "write_tiny_deeplabcut_project"]
+__all__ = ["REPO", "SHARED_FIXTURES", "TINY_JOINTS", "CrashAfterEpoch", "overfit_tiny_module", "requires_fixture",
+           "write_moving_figure_video", "write_tiny_checkpoint", "write_tiny_coco", "write_tiny_deeplabcut_project"]
 
 REPO = Path(__file__).resolve().parents[2]
 """The checkout root (meaningful in a source checkout, where the tests run)."""
@@ -210,3 +210,31 @@ def write_tiny_checkpoint(path: Path, joints: tuple[str, ...] = TINY_JOINTS, bac
     torch.save({"state_dict": module.state_dict(), "crosspose": card.to_dict(),
                 "hyper_parameters": dict(module.hparams), "optimizer_states": [{"note": "stand-in"}]}, path)
     return path
+
+
+def overfit_tiny_module(folder: Path, steps: int = 40, size: int = 64, count: int = 4, seed: int = 0) -> Any:
+    """A resnet18 PoseEstimationModule overfitted on ``count`` toy images, and their batch at ``size`` px.
+
+    Reduced-precision tests need score maps with real peaks: on random weights the maps are flat and
+    any rounding moves the argmax anywhere. Returns ``(module, batch)``, the module in eval mode.
+    """
+    import torch
+
+    from crosspose.data.coco import load_coco_keypoints
+    from crosspose.data.dataset import InstanceDataset
+    from crosspose.training.module import PoseEstimationModule
+
+    coco = load_coco_keypoints(write_tiny_coco(folder, count=count, size=96, seed=seed))
+    dataset = InstanceDataset(coco, (size, size), padding=1.0)
+    batch = {k: torch.stack([dataset[i][k] for i in range(len(dataset))]) for k in dataset[0]}
+    torch.manual_seed(seed)
+    module = PoseEstimationModule(num_keypoints=coco.num_keypoints, backbone="resnet18", radius=17.0 * size / 256)
+    module.prepare_network()
+    optimizer = torch.optim.Adam(module.parameters(), lr=2e-3)
+    module.train()
+    for _ in range(steps):
+        loss = module._losses(batch, module(batch["image"]))["loss"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return module.eval(), batch

@@ -14,6 +14,7 @@ import pytest
 
 from crosspose.benchmark.run import (
     bf16_peak_tflops,
+    conflicting_pins,
     dlc_constraints,
     format_report,
     make_synthetic_images,
@@ -54,38 +55,96 @@ def test_dlc_constraints_drop_only_clashing_pins(tmp_path: Path) -> None:
     assert bf16_peak_tflops("NVIDIA H100 80GB HBM3") == 989.0
     assert bf16_peak_tflops("NVIDIA H100 PCIe") == 756.0
     assert bf16_peak_tflops("Some Unknown GPU") is None
+    pip = ("ERROR: Cannot install deeplabcut==3.0.2\n    deeplabcut 3.0.2 depends on pandas<3 and >=2.2\n"
+           "    The user requested (constraint) pandas==3.1.1\n")
+    assert conflicting_pins(pip) == {"pandas"}
 
 
-def test_crosspose_side_runs_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+TINY = ["--backbone", "resnet18", "--size", "32", "--batch", "2", "--images", "4", "--warmup", "1",
+        "--repeats", "1", "--steps", "1", "--workers", "0", "--device", "cpu"]
+
+
+def test_crosspose_side_runs_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from crosspose.core import hardware
+
+    # a CPU without bf16 / int8 units: those rows are marked, not run (and the flags are printed)
+    monkeypatch.setattr(hardware, "read_cpu_features",
+                        lambda *a, **k: hardware.CpuFeatures("Old CPU", frozenset({"avx2"}), "AVX2"))
     out_json = tmp_path / "report.json"
-    status = cli_main(["benchmark", "--workdir", str(tmp_path / "run"), "--skip-dlc", "--backbone", "resnet18",
-                       "--size", "32", "--batch", "2", "--images", "4", "--warmup", "1", "--repeats", "1",
-                       "--steps", "1", "--workers", "0", "--device", "cpu", "--json", str(out_json)])
+    status = cli_main(["benchmark", "--workdir", str(tmp_path / "run"), "--skip-dlc", *TINY, "--gn-backbone", "",
+                       "--precisions", "fp32,bf16,int8", "--json", str(out_json)])
     text = capsys.readouterr().out
     assert status == 0, text
     report = json.loads(out_json.read_text())
-    cp = report["crosspose"]
+    cp = report["crosspose"]["fp32"]
     for stage in ("loading", "model_step", "whole_step"):
         assert cp["train"][stage]["images_per_s"] > 0, stage
     assert cp["infer"]["whole"]["images_per_s"] > 0 and cp["infer"]["images"] == 4
     assert cp["train"]["train_flops_per_image"] > cp["train"]["infer_flops_per_image"] > 0
     assert cp["train"]["peak_rss_bytes"] is None or cp["train"]["peak_rss_bytes"] > 0
-    assert report["deeplabcut"] == {"available": False, "reason": "skipped (--skip-dlc)"}
-    assert report["machine"]["cores"] and report["machine"]["torch"]
-    assert "unavailable (skipped (--skip-dlc))" in text
+    stages = [row["stage"] for row in cp["train"]["main_memory"]]
+    assert stages[0].startswith("imports") and stages[-1].startswith("Lightning fit")
+    assert report["crosspose"]["bf16"]["unsupported"].startswith("not supported on this CPU")
+    assert report["crosspose"]["int8"]["unsupported"].startswith("not supported on this CPU")
+    assert "train" not in report["crosspose"]["bf16"]
+    assert report["machine"]["cpu_flags"] == ["avx2"]
+    assert "not supported on this CPU (no avx512_bf16" in text and "flags for reduced precision: avx2" in text
     assert "training: model step alone" in text and "Machine:" in text and "164,000" in text
+    assert "GPU on paper" in text and "Where crosspose's training memory goes" in text
     assert format_report(report) in text
 
 
-def test_unavailable_dlc_is_a_row_not_a_failure(tmp_path: Path) -> None:
-    report = {"settings": {"size": 32, "batch": 2, "device": "cpu", "repeats": 1, "backbone": "resnet18",
-                           "precision": "32", "channels_last": False, "compile": False, "workers": 0},
-              "machine": {"cpu": "x", "cores": 2, "torch": "t", "torch_threads": 2},
-              "crosspose": {"train_error": "boom"},
-              "deeplabcut": {"available": False, "reason": "install failed (pip)"}}
+@pytest.mark.slow
+def test_every_row_runs_on_a_tiny_network(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """GroupNorm row, bf16 training and inference, int8 through ONNX Runtime (whatever this CPU has)."""
+    from crosspose.core.hardware import precision_support, read_cpu_features
+
+    out_json = tmp_path / "report.json"
+    status = cli_main(["benchmark", "--workdir", str(tmp_path / "run"), "--skip-dlc", *TINY,
+                       "--gn-backbone", "resnet50_gn", "--json", str(out_json)])
+    assert status == 0, capsys.readouterr().out
+    report = json.loads(out_json.read_text())["crosspose"]
+    assert report["gn"]["backbone"] == "resnet50_gn" and report["gn"]["train"]["whole_step"]["images_per_s"] > 0
+    support = precision_support(read_cpu_features())
+    if support["bf16"] is None:
+        assert report["bf16"]["infer"]["whole"]["images_per_s"] > 0
+        assert report["bf16"]["train"]["whole_step"]["images_per_s"] > 0
+    if support["int8"] is None:
+        result = report["int8"]["result"]
+        assert result["ort_int8"]["whole"]["images_per_s"] > 0 and result["quantize"]["quantize_nodes"] > 0
+
+
+def test_report_marks_rows_and_names_margins() -> None:
+    settings = {"size": 32, "batch": 2, "device": "cpu", "repeats": 1, "backbone": "resnet50",
+                "precision": "32", "channels_last": True, "compile": False, "workers": 0}
+    train = {"whole_step": {"images_per_s": 4.0}, "train_flops_per_image": 5e10, "infer_flops_per_image": 1.6e10,
+             "loader_cpu_s_per_image": 0.002}
+    no_bf16 = "not supported on this CPU (no avx512_bf16)"
+    accuracy = {"instances": 3, "test_file": "t.json", "input_size": 64, "checkpoint": "c",
+                "fp32": {"pckh": 0.8, "px_mean": 0.0, "px_median": 0.0, "px_mean_detected": 0.0},
+                "int8": {"pckh": 0.79, "px_mean": 0.4, "px_median": 0.2, "px_mean_detected": 0.3}}
+    int8 = {"result": {"ort_int8": {"whole": {"images_per_s": 20.0}}, "ort_fp32": {"whole": {"images_per_s": 12.0}},
+                       "int8_heatmap_rel_rmse": 0.03}}
+    report = {"settings": settings, "machine": {"cpu": "x", "cores": 2, "torch": "t", "torch_threads": 2},
+              "precision_support": {"fp32": None, "bf16": no_bf16, "int8": None},
+              "crosspose": {"fp32": {"backbone": "resnet50", "train": train,
+                                     "infer": {"whole": {"images_per_s": 10.0}}},
+                            "gn": {"backbone": "resnet50_gn", "train_error": "boom"},
+                            "bf16": {"backbone": "resnet50", "unsupported": no_bf16},
+                            "accuracy": accuracy, "int8": int8},
+              "deeplabcut": {"resnet50": {"available": True, "train": {"summary": {"images_per_s": 2.0}},
+                                          "infer": {"summary": {"images_per_s": 5.0}}},
+                             "resnet50_gn": {"available": False, "reason": "install failed (pip)"}}}
     text = format_report(report)
-    assert "DeepLabCut 3.0.2" in text and "unavailable (install failed (pip))" in text
-    assert "train error | boom" in text
+    assert "`resnet50` (BatchNorm)" in text and "unavailable: install failed (pip)" in text
+    assert "| same architecture, BatchNorm | 2.00x | 2.00x |" in text
+    assert "int8 (ONNX Runtime) vs DeepLabCut `resnet50` fp32 | | 4.00x |" in text
+    assert f"| bf16 autocast (PyTorch) | {no_bf16} |" in text
+    assert "| int8 static QDQ (ONNX Runtime) | 20.00 | 2.00x | 3.00 % | 0.40 / 0.20; 0.30 | 0.7900 |" in text
+    assert "train_error: boom" in text
+    # on paper: 20 % of 989 TFLOP/s over 50 GFLOP per image = 3,956 img/s; x 2 ms of loader CPU = 7.9 cores
+    assert "| 20 % | 3,956 | 7.9 |" in text
 
 
 def test_bad_size_is_a_config_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -102,3 +161,19 @@ def test_tree_memory_sampler_sees_the_process(tmp_path: Path) -> None:
                                      "import time; time.sleep(0.3); print(json.dumps({'ok': len(b)}))"])
     assert error == "" and result == {"ok": 50_000_000}
     assert peak is not None and peak > 50_000_000
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="memory sampling reads /proc")
+def test_sampler_names_forkserver_and_its_workers(tmp_path: Path) -> None:
+    from crosspose.benchmark.run import run_child
+
+    script = tmp_path / "fs.py"
+    script.write_text("import json, multiprocessing as mp, time\nif __name__ == '__main__':\n"
+                      "    p = mp.get_context('forkserver').Process(target=time.sleep, args=(1.0,))\n"
+                      "    p.start(); p.join(); print(json.dumps({'ok': 1}))\n")
+    memory: dict = {}
+    result, _, error = run_child([sys.executable, str(script)], memory=memory)
+    assert result == {"ok": 1}, error
+    roles = [p["role"] for p in memory["processes"]]
+    assert roles[0] == "main" and "forkserver (data code preloaded)" in roles and "child 1" in roles
+    assert memory["peak_pss_bytes"] <= memory["peak_rss_bytes"]

@@ -51,6 +51,8 @@ def test_every_config_runs_fit_with_fast_dev_run(config: Path, tmp_path: Path, t
         args += ["--data.joints", "null"]  # the toy file has its own joint names
     if model.get("intermediate_supervision_unit"):  # the tiny stand-in backbone has 2 units in stage 3
         args += ["--model.intermediate_supervision_unit", "2"]
+    if model.get("compile"):  # a GPU lever: compiling on a test CPU costs minutes and checks nothing here
+        args += ["--model.compile", "false"]
     if model.get("init_from"):
         src = _write_source_checkpoint(tmp_path / "src.ckpt", model.get("backbone", "resnet50"),
                                        ["a", "left_hand", "right_hand", "b", "c"])
@@ -150,8 +152,9 @@ def test_test_and_predict_write_results_that_score_reads(tmp_path: Path) -> None
     (metrics_path,) = (tmp_path / "t").rglob("metrics.json")
     metrics = json.loads(metrics_path.read_text())
     assert metrics["counts"]["instances"] == 6 and "pckh" in metrics and "detection" in metrics
+    # fp32 like `test` (predict defaults to bf16 autocast on CPUs with bf16 units): the same numbers to rescore
     assert main(["predict", "--data.predict_file", str(data), "--trainer.default_root_dir",
-                 str(tmp_path / "p"), *common]) == 0
+                 str(tmp_path / "p"), "--trainer.precision", "32-true", *common]) == 0
     (pred_path,) = (tmp_path / "p").rglob("predictions.json")
     preds = json.loads(pred_path.read_text())
     assert len(preds) == 6 and len(preds[0]["keypoints"]) == 12
@@ -163,3 +166,15 @@ def test_test_and_predict_write_results_that_score_reads(tmp_path: Path) -> None
                  str(tmp_path / "f"), *common]) == 0
     (folder_preds,) = (tmp_path / "f").rglob("predictions.json")
     assert {p["file_name"] for p in json.loads(folder_preds.read_text())} == {f"img{i:03d}.png" for i in range(6)}
+
+
+def test_predict_defaults_to_bf16_only_where_the_cpu_has_bf16_units(monkeypatch: pytest.MonkeyPatch) -> None:
+    from crosspose.core import hardware
+    from crosspose.training.cli import trainer_defaults
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for flags, expected in (({"avx512_bf16"}, "bf16-mixed"), ({"amx_bf16"}, "bf16-mixed"), ({"avx2"}, "32-true")):
+        monkeypatch.setattr(hardware, "read_cpu_features",
+                            lambda *a, f=flags, **k: hardware.CpuFeatures("cpu", frozenset(f)))
+        assert trainer_defaults("predict")["precision"] == expected
+        assert trainer_defaults("fit")["precision"] == "32-true"  # training: bf16 only when asked

@@ -56,6 +56,67 @@ def _cycle(loader: DataLoader) -> Iterator[dict[str, torch.Tensor]]:
         epoch += 1
 
 
+def _status_bytes(field: str) -> int | None:
+    """A ``VmRSS``/``VmHWM`` line of /proc/self/status in bytes (None off Linux)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _reset_peak_rss() -> None:
+    """Restart this process's peak-RSS counter (VmHWM), so the next peak belongs to one stage."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
+def _child_pids() -> list[int]:
+    """This process's live children (the data-loader workers while a loader runs)."""
+    import os
+
+    pids: list[int] = []
+    try:
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/children", encoding="ascii") as fh:
+                pids.extend(int(c) for c in fh.read().split())
+    except OSError:
+        pass
+    return pids
+
+
+def _descendant_pids() -> list[int]:
+    """Children and their children (forkserver workers are the forkserver's children)."""
+    todo, out = _child_pids(), []
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as fh:
+                todo.extend(int(c) for c in fh.read().split())
+        except OSError:
+            continue
+    return out
+
+
+class _MainMemory:
+    """Main-process resident memory after each stage, and the peak within it: where the RSS goes."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def mark(self, stage: str, peak: bool = False) -> None:
+        self.rows.append({"stage": stage, "rss_bytes": _status_bytes("VmRSS"),
+                          "peak_bytes": _status_bytes("VmHWM") if peak else None})
+        _reset_peak_rss()
+
+
 def count_flops(module: Any, spec: dict[str, Any], device: torch.device, train: bool) -> float:
     """FLOPs of one image through the network: forward only, or forward + loss + backward."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -103,6 +164,8 @@ def train_phase(spec: dict[str, Any]) -> dict[str, Any]:
     """Data loading alone, model step alone, whole Lightning step."""
     from crosspose.data.datamodule import PoseDataModule
 
+    memory = _MainMemory()
+    memory.mark("imports (torch, Lightning, timm, crosspose)")
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])
@@ -111,23 +174,37 @@ def train_phase(spec: dict[str, Any]) -> dict[str, Any]:
     dm = PoseDataModule(train_file=spec["coco"], input_size=spec["size"], padding=1.0, batch_size=spec["batch"],
                         num_workers=spec["workers"], seed=0)
     dm.setup("fit")
-    result: dict[str, Any] = {"threads": torch.get_num_threads()}
+    memory.mark("annotations (data set up)")
+    result: dict[str, Any] = {"threads": torch.get_num_threads(), "main_memory": memory.rows, "worker_pids": {}}
 
+    if spec.get("stages", "all") == "whole":
+        return _whole_step_only(spec, dm, device, n, result, memory)
     # 1. data loading alone: how fast the loader (workers, decode, warp, photometrics) can feed
     batches: Any = _cycle(dm.train_dataloader())
-    starts, sizes = [], []
-    for _, batch in zip(range(n), batches, strict=False):
+    starts: list[float] = []
+    sizes: list[int] = []
+    cpu: list[float] = []
+    for i, batch in zip(range(n), batches, strict=False):
         starts.append(time.perf_counter())
         sizes.append(int(batch["image"].shape[0]))
+        if i in (warmup, n - 1):  # loader CPU time over the timed steps only (not worker start-up)
+            cpu.append(sum(_cpu_seconds(pid) for pid in _descendant_pids()))
     result["loading"] = summarise_steps(starts, sizes, warmup, repeats)
+    result["worker_pids"]["loading alone"] = _child_pids()
+    # CPU time the loader processes spent per image: the cores a faster device needs to be fed
+    timed = sum(sizes[warmup + 1:])
+    result["loader_cpu_s_per_image"] = (cpu[-1] - cpu[0]) / timed if len(cpu) == 2 and timed else None
     preloaded = [_to(b, device) for _, b in zip(range(2), batches, strict=False)]
     # stop these workers now: Lightning starts its own, and both sets alive would double the peak memory
     batches.close()
     gc.collect()
 
+    memory.mark("loading alone (loader stopped)", peak=True)
     module = _module(spec, device)
+    memory.mark("model built")
     result["infer_flops_per_image"] = count_flops(module, spec, device, train=False)
     result["train_flops_per_image"] = count_flops(module, spec, device, train=True)
+    memory.mark("FLOP count (one image)", peak=True)
 
     if spec["precision"] == "bf16":
         result["bf16_numerics"] = bf16_numerics(module, preloaded[0], device)
@@ -149,8 +226,26 @@ def train_phase(spec: dict[str, Any]) -> dict[str, Any]:
     starts.append(time.perf_counter())
     result["model_step"] = summarise_steps(starts, [spec["batch"]] * (n + 1), warmup, repeats)
     del optimizer, preloaded
+    gc.collect()
+    memory.mark("model step alone (weights, gradients, optimizer, activations)", peak=True)
 
     # 3. whole step: what `crosspose fit` runs (Lightning loop, loader, host->device, logging)
+    _fit_whole_step(spec, dm, module, device, n, result, memory)
+    return result
+
+
+def _whole_step_only(spec: dict[str, Any], dm: Any, device: torch.device, n: int, result: dict[str, Any],
+                     memory: _MainMemory) -> dict[str, Any]:
+    """The Lightning step alone (the rows that only compare throughput: other norm, other precision)."""
+    module = _module(spec, device)
+    memory.mark("model built")
+    _fit_whole_step(spec, dm, module, device, n, result, memory)
+    return result
+
+
+def _fit_whole_step(spec: dict[str, Any], dm: Any, module: Any, device: torch.device, n: int,
+                    result: dict[str, Any], memory: _MainMemory) -> None:
+    warmup, repeats = spec["warmup"], spec["repeats"]
     timer = _StepTimer(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -161,9 +256,22 @@ def train_phase(spec: dict[str, Any]) -> dict[str, Any]:
         num_sanity_val_steps=0, limit_val_batches=0, callbacks=[timer],
     )
     trainer.fit(module, datamodule=dm)
+    memory.mark("Lightning fit (main process)", peak=True)
+    result["worker_pids"]["Lightning fit"] = timer.workers
     result["whole_step"] = summarise_steps(timer.starts, timer.sizes, warmup, repeats)
     result["cuda_peak_bytes"] = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-    return result
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process (0 when gone or off Linux)."""
+    import os
+
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 class _StepTimer(L.Callback):
@@ -173,8 +281,11 @@ class _StepTimer(L.Callback):
         self.device = device
         self.starts: list[float] = []
         self.sizes: list[int] = []
+        self.workers: list[int] = []
 
     def on_train_batch_start(self, trainer: Any, module: Any, batch: dict[str, torch.Tensor], idx: int) -> None:
+        if not self.workers:
+            self.workers = _child_pids()
         _sync(self.device)
         self.starts.append(time.perf_counter())
         self.sizes.append(int(batch["image"].shape[0]))
@@ -225,10 +336,145 @@ def _time_model(module: Any, batch: dict[str, torch.Tensor], repeats: int, devic
     return seconds
 
 
+class _TupleOutputs(torch.nn.Module):
+    """The network with (heatmap, locref) outputs: what an ONNX graph returns."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.net(images)
+        return out["heatmap"], out["locref"]
+
+
+def export_onnx(module: Any, path: str, size: tuple[int, int]) -> str:
+    """The BatchNorm-folded inference network as fp32 ONNX, uint8 (N, 3, H, W) input (dynamic N)."""
+    import warnings
+
+    from crosspose.models.inference import inference_copy
+
+    net = inference_copy(module.net, channels_last=False)
+    example = torch.zeros((1, 3, *size), dtype=torch.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_TupleOutputs(net), (example,), path, input_names=["image"],
+                          output_names=["heatmap", "locref"], dynamic_axes={"image": {0: "batch"}}, dynamo=False)
+    return path
+
+
+def _ort_session(path: str, threads: int) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def _ort_keypoints(module: Any, session: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    from crosspose.training.module import to_original
+
+    heatmap, locref = session.run(None, {"image": batch["image"].numpy()})
+    maps = torch.from_numpy(heatmap)
+    decoded = module.codec.decode(maps.float(), torch.from_numpy(locref).float())
+    return to_original(decoded, batch["to_original"]), maps
+
+
+def int8_phase(spec: dict[str, Any]) -> dict[str, Any]:
+    """ONNX Runtime fp32 and int8 (static QDQ, calibrated on the folder) over the image folder."""
+    import tempfile
+    from pathlib import Path
+
+    from crosspose.data.datamodule import PoseDataModule
+    from crosspose.inference.quantize import quantize_onnx
+
+    threads = spec.get("threads") or torch.get_num_threads()
+    device = torch.device("cpu")
+    module = _module(spec, device).eval()
+    dm = PoseDataModule(predict_file=spec["folder"], input_size=spec["size"], batch_size=spec["batch"],
+                        num_workers=spec["workers"], seed=0)
+    dm.setup("predict")
+    loader = dm.predict_dataloader()
+    images = len(dm.datasets["predict"])
+    out: dict[str, Any] = {"threads": threads, "images": images}
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = export_onnx(module, str(Path(tmp) / "fp32.onnx"), (spec["size"], spec["size"]))
+        t0 = time.perf_counter()
+        out["quantize"] = quantize_onnx(fp32, spec["folder"], Path(tmp) / "int8.onnx",
+                                        calibration_images=spec.get("calibration_images", 32))
+        out["quantize_seconds"] = time.perf_counter() - t0
+        maps: dict[str, list[torch.Tensor]] = {}
+        for name in ("fp32", "int8"):
+            session = _ort_session(str(Path(tmp) / f"{name}.onnx"), threads)
+            passes = []
+            for _ in range(1 + spec["repeats"]):
+                t0 = time.perf_counter()
+                maps[name] = [_ort_keypoints(module, session, batch)[1] for batch in loader]
+                passes.append(time.perf_counter() - t0)
+            out[f"ort_{name}"] = {"whole": summarise_passes(passes, images)}
+            del session
+    a, b = torch.cat(maps["int8"]), torch.cat(maps["fp32"])
+    out["int8_heatmap_rel_rmse"] = float((a - b).square().mean().sqrt() / b.square().mean().sqrt())
+    return out
+
+
+def accuracy_phase(spec: dict[str, Any]) -> dict[str, Any]:
+    """fp32, bf16 and int8 keypoints of a trained checkpoint on a test file: distance to fp32 and PCKh."""
+    import tempfile
+    from pathlib import Path
+
+    import cv2
+
+    from crosspose.data.datamodule import PoseDataModule
+    from crosspose.evaluation.score import evaluate
+    from crosspose.inference.quantize import quantize_onnx
+    from crosspose.training.module import PoseEstimationModule, prediction_record
+
+    torch.set_num_threads(spec.get("threads") or torch.get_num_threads())
+    module = PoseEstimationModule.load_from_checkpoint(spec["checkpoint"], map_location="cpu", weights_only=True)
+    module.eval()
+    size = spec["accuracy_size"]
+    dm = PoseDataModule(test_file=spec["test_file"], input_size=size, batch_size=8, num_workers=0, seed=0)
+    dm.setup("test")
+    dataset, gt = dm.datasets["test"], dm.coco("test")
+    batches = list(dm.test_dataloader())
+    keypoints: dict[str, torch.Tensor] = {}
+    with torch.inference_mode():
+        keypoints["fp32"] = torch.cat([module.predict_step(b, 0)["keypoints"] for b in batches])
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            keypoints["bf16"] = torch.cat([module.predict_step(b, 0)["keypoints"] for b in batches])
+    with tempfile.TemporaryDirectory() as tmp:
+        calib = Path(tmp) / "calibration"
+        calib.mkdir()
+        # calibration on the instance crops the network sees (64 at most), written as the user's frames
+        crops = torch.cat([b["image"] for b in batches])[:64].permute(0, 2, 3, 1).numpy()
+        for i, crop in enumerate(crops):
+            cv2.imwrite(str(calib / f"crop{i:03d}.png"), crop[:, :, ::-1])
+        fp32 = export_onnx(module, str(Path(tmp) / "fp32.onnx"), (size, size))
+        quantize_onnx(fp32, calib, Path(tmp) / "int8.onnx")
+        session = _ort_session(str(Path(tmp) / "int8.onnx"), torch.get_num_threads())
+        keypoints["int8"] = torch.cat([_ort_keypoints(module, session, b)[0] for b in batches])
+    indices = torch.cat([b["index"] for b in batches]).tolist()
+    names = module.keypoint_names if gt.num_keypoints != module.hparams.num_keypoints else None
+    out: dict[str, Any] = {"instances": len(indices), "checkpoint": spec["checkpoint"], "test_file": spec["test_file"],
+                           "input_size": size}
+    reference = keypoints["fp32"]
+    detected = reference[..., 2] > 0.5
+    for name, kp in keypoints.items():
+        records = [prediction_record(dataset, i, k) for i, k in zip(indices, kp, strict=True)]
+        metrics = evaluate(gt, records, pred_keypoint_names=names, oks=False)
+        dist = (kp[..., :2] - reference[..., :2]).norm(dim=-1)
+        out[name] = {"pckh": metrics["pckh"]["mean"],
+                     "px_mean": float(dist.mean()), "px_mean_detected": float(dist[detected].mean())
+                     if detected.any() else None, "px_median": float(dist.median())}
+    return out
+
+
 def main(argv: list[str]) -> int:
     """Run one measurement phase in this child process and print its JSON result last."""
     phase, spec = argv[0], json.loads(argv[1])
-    result = {"train": train_phase, "infer": infer_phase}[phase](spec)
+    result = {"train": train_phase, "infer": infer_phase, "int8": int8_phase, "accuracy": accuracy_phase}[phase](spec)
     print(json.dumps(result))
     return 0
 

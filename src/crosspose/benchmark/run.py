@@ -34,21 +34,22 @@ from typing import Any
 
 import numpy as np
 
+from crosspose.benchmark.report import DLC_VERSION, PAPER_STEPS, format_report
 from crosspose.core.errors import ConfigError
 
 __all__ = [
     "DLC_VERSION",
     "PAPER_STEPS",
+    "TreeMemorySampler",
     "configure_parser",
     "format_report",
     "make_synthetic_images",
     "run",
+    "run_crosspose",
+    "run_deeplabcut",
     "summarise_steps",
 ]
 
-DLC_VERSION = "3.0.2"
-PAPER_STEPS = 164_000
-"""Iterations of the paper's fine-tune (batch 8)."""
 
 _NUM_KEYPOINTS = 16
 # Dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets; --peak-tflops overrides.
@@ -124,11 +125,20 @@ def summarise_passes(seconds: list[float], images: int, warmup: int = 1) -> dict
 
 # --------------------------------------------------------------------------------- memory
 class TreeMemorySampler:
-    """Peak resident memory of a process and all its descendants, sampled every ``interval`` s (Linux)."""
+    """Peak memory of a process and all its descendants, sampled every ``interval`` s (Linux).
 
-    def __init__(self, pid: int, interval: float = 0.05) -> None:
+    Two totals, because forked processes share pages: ``peak_bytes`` sums each process's resident
+    set (RSS; shared pages counted once per process, what a naive monitor shows), ``peak_pss_bytes``
+    sums proportional set sizes (PSS: each shared page split between its sharers; what the processes
+    really take from the machine). ``processes`` keeps each process's own peaks and its role: the
+    measured process is ``main``, its descendants ``worker N`` in order of appearance.
+    """
+
+    def __init__(self, pid: int, interval: float = 0.1) -> None:
         self.pid, self.interval = pid, interval
         self.peak_bytes: int | None = None
+        self.peak_pss_bytes: int | None = None
+        self.processes: dict[int, dict[str, Any]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
@@ -151,13 +161,51 @@ class TreeMemorySampler:
         except (OSError, ValueError, IndexError):
             return 0
 
+    @staticmethod
+    def _pss(pid: int) -> int:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as fh:
+                for line in fh:
+                    if line.startswith("Pss:"):
+                        return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            pass
+        return 0
+
     def sample(self) -> int:
-        todo, total = [self.pid], 0
+        """Summed RSS of the tree now (and, as a side effect, the per-process and PSS peaks)."""
+        todo, total, total_pss = [(self.pid, 0)], 0, 0
         while todo:
-            pid = todo.pop()
-            total += self._rss(pid)
-            todo.extend(self._children(pid))
+            pid, parent = todo.pop()
+            rss, pss = self._rss(pid), self._pss(pid)
+            total, total_pss = total + rss, total_pss + pss
+            if rss:
+                entry = self.processes.get(pid)
+                if entry is None:
+                    entry = self.processes[pid] = {"pid": pid, "role": self._role(pid, parent),
+                                                   "peak_rss_bytes": 0, "peak_pss_bytes": 0}
+                entry["peak_rss_bytes"] = max(entry["peak_rss_bytes"], rss)
+                entry["peak_pss_bytes"] = max(entry["peak_pss_bytes"], pss)
+            todo.extend((child, pid) for child in self._children(pid))
+        if total_pss and (self.peak_pss_bytes is None or total_pss > self.peak_pss_bytes):
+            self.peak_pss_bytes = total_pss
         return total
+
+    def _role(self, pid: int, parent: int) -> str:
+        """main, forkserver, resource tracker, or the n-th other process (a loader worker)."""
+        if pid == self.pid:
+            return "main"
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmdline = fh.read().decode("utf-8", "replace")
+        except OSError:
+            cmdline = ""
+        if "forkserver" in cmdline and parent == self.pid:
+            return "forkserver (data code preloaded)"
+        if "resource_tracker" in cmdline:
+            return "resource tracker"
+        workers = sum(1 for e in self.processes.values() if e["role"].startswith("child"))
+        return f"child {workers + 1}"
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -165,6 +213,11 @@ class TreeMemorySampler:
             if now and (self.peak_bytes is None or now > self.peak_bytes):
                 self.peak_bytes = now
             self._stop.wait(self.interval)
+
+    def breakdown(self) -> dict[str, Any]:
+        """Totals and per-process peaks, JSON-ready."""
+        return {"peak_rss_bytes": self.peak_bytes, "peak_pss_bytes": self.peak_pss_bytes,
+                "processes": list(self.processes.values())}
 
     def __enter__(self) -> TreeMemorySampler:
         if Path("/proc").is_dir():
@@ -178,8 +231,11 @@ class TreeMemorySampler:
 
 
 def run_child(command: list[str], env: dict[str, str] | None = None, timeout: float | None = None,
-              ) -> tuple[dict[str, Any] | None, int | None, str]:
-    """Run a phase; returns (its JSON result or None, peak tree RSS, error text)."""
+              memory: dict[str, Any] | None = None) -> tuple[dict[str, Any] | None, int | None, str]:
+    """Run a phase; returns (its JSON result or None, peak tree RSS, error text).
+
+    ``memory``, when given, receives :meth:`TreeMemorySampler.breakdown` (PSS and per process).
+    """
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **(env or {})})
     with TreeMemorySampler(proc.pid) as sampler:
@@ -189,6 +245,8 @@ def run_child(command: list[str], env: dict[str, str] | None = None, timeout: fl
             proc.kill()
             out, err = proc.communicate()
             return None, sampler.peak_bytes, f"timed out after {timeout:.0f} s"
+    if memory is not None:
+        memory.update(sampler.breakdown())
     lines = [ln for ln in out.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = (err or out).strip().splitlines()[-6:]
@@ -247,11 +305,21 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=3, help="training steps dropped before timing (3)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats (3)")
     parser.add_argument("--steps", type=int, default=4, help="training steps per repeat (4)")
+    parser.add_argument("--gn-backbone", default="resnet50_gn",
+                        help="crosspose also with this GroupNorm backbone, DeepLabCut's default ('' skips)")
+    parser.add_argument("--precisions", default="fp32,bf16,int8",
+                        help="crosspose precision rows on a CPU; those the CPU lacks are marked (fp32,bf16,int8)")
+    parser.add_argument("--accuracy-checkpoint", default=None,
+                        help="a trained checkpoint: accuracy cost of bf16/int8 (px vs fp32, PCKh) on --accuracy-data")
+    parser.add_argument("--accuracy-data", default=None, help="COCO test file for --accuracy-checkpoint")
+    parser.add_argument("--accuracy-size", type=int, default=256, help="input size of that checkpoint (256)")
     parser.add_argument("--skip-dlc", action="store_true", help="crosspose only")
+    parser.add_argument("--skip-crosspose", action="store_true", help="DeepLabCut only (a re-run under other load)")
     parser.add_argument("--dlc-venv", default=".bench/dlc-venv", help="DeepLabCut's own environment")
     parser.add_argument("--no-install", action="store_true", help="do not create the DeepLabCut environment")
-    parser.add_argument("--dlc-backbone", default=None,
-                        help="timm name for DeepLabCut's resnet_50 (default: its own, resnet50_gn)")
+    parser.add_argument("--dlc-backbones", default="resnet50,resnet50_gn",
+                        help="timm names for DeepLabCut's resnet_50, one row each (resnet50,resnet50_gn; "
+                             "resnet50_gn is its default)")
     parser.add_argument("--peak-tflops", type=float, default=None, help="device bf16 peak for the fraction")
     parser.add_argument("--json", default=None, help="also write the whole report here")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds allowed per phase")
@@ -281,7 +349,12 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Generate the images, time both tools, print the side-by-side table."""
+    """Generate the images, time both tools, print the side-by-side tables (the JSON grows as phases end)."""
+    import time
+
+    from crosspose.core.hardware import precision_support, read_cpu_features
+
+    started = time.perf_counter()
     spec = _resolve(args)
     work = Path(args.workdir).resolve()
     images = work / "images"
@@ -291,36 +364,104 @@ def run(args: argparse.Namespace) -> int:
         make_synthetic_images(images, args.images, args.size)
         marker.write_text(json.dumps(wanted))
     spec.update(coco=str(work / "train.json"), folder=str(images))
+    features = read_cpu_features()
     report: dict[str, Any] = {"settings": {k: v for k, v in spec.items() if k not in ("coco", "folder")},
-                              "machine": machine_info(spec["device"])}
+                              "machine": machine_info(spec["device"]),
+                              "precision_support": precision_support(features, spec["device"]),
+                              "deeplabcut": {}, "crosspose": {}}
+    report["machine"].update(cpu_flags=features.relevant_flags(), torch_capability=features.torch_capability)
+
+    def save() -> None:
+        report["machine"]["seconds"] = time.perf_counter() - started
+        if args.json:
+            from crosspose.core.io import atomic_write_json
+
+            atomic_write_json(args.json, report, indent=2)
+
     # DeepLabCut first: its install, when needed, is the slow part and needs nothing from crosspose
-    report["deeplabcut"] = {"available": False, "reason": "skipped (--skip-dlc)"} if args.skip_dlc \
-        else run_deeplabcut(args, spec, work)
-    report["crosspose"] = run_crosspose(spec, args.timeout)
+    for backbone in [] if args.skip_dlc else [b for b in args.dlc_backbones.split(",") if b]:
+        report["deeplabcut"][backbone] = run_deeplabcut(args, spec, work, backbone)
+        save()
+    if args.skip_dlc:
+        report["deeplabcut"]["skipped"] = {"available": False, "reason": "skipped (--skip-dlc)"}
+    if not args.skip_crosspose:
+        run_crosspose(spec, args, report, save)
     report["machine"]["load_average_after"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     add_flop_fractions(report, args.peak_tflops)
+    save()
     text = format_report(report)
     print(text)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2))
-    return 0 if report["crosspose"].get("train") else 1
+    return 0 if args.skip_crosspose or (report["crosspose"].get("fp32") or {}).get("train") else 1
 
 
 # ------------------------------------------------------------------------------ crosspose
-def run_crosspose(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """Both crosspose phases, each in a child process; failures are reported, not raised."""
-    out: dict[str, Any] = {}
-    for phase in ("train", "infer"):
-        cmd = [sys.executable, "-m", "crosspose.benchmark.phases", phase, json.dumps(spec)]
-        print(f"[benchmark] crosspose {phase} ...", file=sys.stderr, flush=True)
-        result, peak, error = run_child(cmd, timeout=timeout)
-        if result is None:
-            out[f"{phase}_error"] = error
+def _phase(spec: dict[str, Any], phase: str, timeout: float) -> dict[str, Any]:
+    """One crosspose phase in its own child process: its result with memory, or {'error'}."""
+    cmd = [sys.executable, "-m", "crosspose.benchmark.phases", phase, json.dumps(spec)]
+    memory: dict[str, Any] = {}
+    result, peak, error = run_child(cmd, timeout=timeout, memory=memory)
+    if result is None:
+        return {"error": error}
+    result["peak_rss_bytes"] = peak
+    result["memory"] = label_workers(memory, result.pop("worker_pids", {}))
+    return result
+
+
+def run_crosspose(spec: dict[str, Any], args: argparse.Namespace, report: dict[str, Any],
+                  save: Any = None) -> dict[str, Any]:
+    """Every crosspose row, each phase in a child process; failures are reported, not raised.
+
+    Rows: ``fp32`` (the configured backbone: every training stage, inference), ``gn`` (the GroupNorm
+    backbone: whole step, inference), ``bf16`` (training as an option, inference), ``int8`` (ONNX
+    Runtime inference), ``accuracy`` (a trained checkpoint's keypoints in each precision).
+    """
+    out: dict[str, Any] = report["crosspose"]
+    support = report["precision_support"]
+    wanted = [p for p in args.precisions.split(",") if p]
+    cpu = not spec["device"].startswith("cuda")
+    rows: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [("fp32", dict(spec), ("train", "infer"))]
+    if args.gn_backbone and args.gn_backbone != spec["backbone"]:
+        rows.append(("gn", {**spec, "backbone": args.gn_backbone, "stages": "whole"}, ("train", "infer")))
+    if cpu and "bf16" in wanted and spec["precision"] != "bf16":
+        rows.append(("bf16", {**spec, "precision": "bf16", "stages": "whole"}, ("train", "infer")))
+    for key, row_spec, phases in rows:
+        entry = out.setdefault(key, {"backbone": row_spec["backbone"], "precision": row_spec["precision"]})
+        if key == "bf16" and support.get("bf16"):
+            entry["unsupported"] = support["bf16"]
             continue
-        result["peak_rss_bytes"] = peak
-        out[phase] = result
+        for phase in phases:
+            print(f"[benchmark] crosspose {key} {phase} ...", file=sys.stderr, flush=True)
+            result = _phase(row_spec, phase, args.timeout)
+            if "error" in result:
+                entry[f"{phase}_error"] = result["error"]
+            else:
+                entry[phase] = result
+            if save:
+                save()
+    if cpu and "int8" in wanted:
+        if support.get("int8"):
+            out["int8"] = {"unsupported": support["int8"]}
+        else:
+            print("[benchmark] crosspose int8 (export, calibrate, ONNX Runtime) ...", file=sys.stderr, flush=True)
+            result = _phase(spec, "int8", args.timeout)
+            out["int8"] = {"error": result["error"]} if "error" in result else {"result": result}
+    if args.accuracy_checkpoint and args.accuracy_data:
+        print("[benchmark] accuracy of fp32 / bf16 / int8 on the checkpoint ...", file=sys.stderr, flush=True)
+        acc_spec = {**spec, "checkpoint": str(Path(args.accuracy_checkpoint).resolve()),
+                    "test_file": str(Path(args.accuracy_data).resolve()), "accuracy_size": args.accuracy_size}
+        out["accuracy"] = _phase(acc_spec, "accuracy", args.timeout)
+    if save:
+        save()
     return out
+
+
+def label_workers(memory: dict[str, Any], worker_pids: dict[str, list[int]]) -> dict[str, Any]:
+    """Name each sampled worker after the loader that started it (the phase reports their pids)."""
+    roles = {pid: f"{stage}: loader worker {i + 1}" for stage, pids in worker_pids.items()
+             for i, pid in enumerate(pids)}
+    memory["processes"] = [{**p, "role": roles.get(p.get("pid"), p["role"]) if p["role"].startswith("child")
+                            else p["role"]} for p in memory.get("processes", [])]
+    return memory
 
 
 # ----------------------------------------------------------------------------- DeepLabCut
@@ -347,15 +488,22 @@ def installed_versions() -> dict[str, str]:
 def dlc_constraints(target: Path, installed: dict[str, str] | None = None) -> Path:
     """Pin DeepLabCut's environment to the versions installed here, minus those DeepLabCut 3.0.2 cannot use.
 
-    It needs albumentations<=1.4.3 and filelock<3.16. The pins come from the running environment, not
+    It needs albumentations<=1.4.3, filelock<3.16 and pandas<3. The pins come from the running environment, not
     from the repository's constraints.txt, so an installed crosspose (no checkout) benchmarks the same.
     """
-    clash = ("albumentations", "albucore", "filelock", "simsimd", "stringzilla", "crosspose")
+    clash = ("albumentations", "albucore", "filelock", "simsimd", "stringzilla", "crosspose", "pandas")
     versions = installed_versions() if installed is None else installed
     lines = [f"{name}=={version}" for name, version in sorted(versions.items()) if name.lower() not in clash]
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text("\n".join(lines) + "\n")
     return target
+
+
+def conflicting_pins(pip_output: str) -> set[str]:
+    """Package names whose constraint pip reports as the cause of a failed resolution."""
+    import re
+
+    return {m.lower() for m in re.findall(r"requested \(constraint\) ([A-Za-z0-9_.\-]+)==", pip_output)}
 
 
 def ensure_dlc(venv: Path, install: bool) -> tuple[Path | None, str]:
@@ -376,17 +524,37 @@ def ensure_dlc(venv: Path, install: bool) -> tuple[Path | None, str]:
              [str(python), "-m", "pip", "install", "--upgrade", "pip"],
              [str(python), "-m", "pip", "install", f"deeplabcut=={DLC_VERSION}", *pins, "-c", str(constraints)]]
     with log.open("w", encoding="utf-8") as fh:
-        for step in steps:
+        for step in steps[:2]:
             if subprocess.run(step, stdout=fh, stderr=subprocess.STDOUT).returncode != 0:
                 return None, f"install failed ({' '.join(step[-4:])}); see {log}"
+    # a pin DeepLabCut cannot take (pip names it "The user requested (constraint) NAME==V") is
+    # dropped and pip tried again, so a newer environment here does not block the benchmark
+    for _ in range(8):
+        done = subprocess.run(steps[2], capture_output=True, text=True)
+        with log.open("a", encoding="utf-8") as fh:
+            fh.write(done.stdout + done.stderr)
+        if done.returncode == 0:
+            break
+        clashing = conflicting_pins(done.stdout + done.stderr)
+        if not clashing:
+            return None, f"install failed (pip install deeplabcut=={DLC_VERSION}); see {log}"
+        kept = [ln for ln in constraints.read_text().splitlines()
+                if ln.split("==")[0].lower() not in clashing]
+        constraints.write_text("\n".join(kept) + "\n")
+    else:
+        return None, f"install failed (pins kept clashing); see {log}"
     version = _installed_dlc(python)
     if version != DLC_VERSION:
         return None, f"install finished but deeplabcut {version} found; see {log}"
     return python, ""
 
 
-def run_deeplabcut(args: argparse.Namespace, spec: dict[str, Any], work: Path) -> dict[str, Any]:
-    """DeepLabCut's training and inference phases; {'available': False, 'reason'} when it cannot run."""
+def run_deeplabcut(args: argparse.Namespace, spec: dict[str, Any], work: Path, backbone: str) -> dict[str, Any]:
+    """DeepLabCut's training and inference phases with one timm backbone.
+
+    Returns {'available': False, 'reason'} when it cannot run. Each backbone trains in the same
+    project; inference reads the snapshot just trained.
+    """
     try:
         python, reason = ensure_dlc(Path(args.dlc_venv).resolve(), install=not args.no_install)
     except OSError as exc:
@@ -398,15 +566,16 @@ def run_deeplabcut(args: argparse.Namespace, spec: dict[str, Any], work: Path) -
     device = spec["device"]
     b = spec["batch"]
     steps = spec["warmup"] + spec["repeats"] * spec["steps"] + 1
-    out: dict[str, Any] = {"available": True, "model": args.dlc_backbone or "resnet_50 (timm resnet50_gn)"}
+    out: dict[str, Any] = {"available": True, "model": f"resnet_50 (timm {backbone})"}
     phases = [("prepare", [str(project), spec["folder"], str(spec["size"])]),
-              ("train", [str(project), str(steps), str(b), str(spec["size"]), device, args.dlc_backbone or ""]),
+              ("train", [str(project), str(steps), str(b), str(spec["size"]), device, backbone]),
               ("infer", [str(project), spec["folder"], str(b), device, str(1 + spec["repeats"])])]
     if list(project.glob("bench-*/config.yaml")):
         phases = phases[1:]
     for phase, extra in phases:
         print(f"[benchmark] DeepLabCut {phase} ...", file=sys.stderr, flush=True)
-        result, peak, error = run_child([str(python), script, phase, *extra], timeout=args.timeout)
+        memory: dict[str, Any] = {}
+        result, peak, error = run_child([str(python), script, phase, *extra], timeout=args.timeout, memory=memory)
         if result is None:
             out.update(available=phase != "prepare" and out.get("train") is not None,
                        reason=f"{phase} failed: {error}")
@@ -415,6 +584,7 @@ def run_deeplabcut(args: argparse.Namespace, spec: dict[str, Any], work: Path) -
                 break
             continue
         result["peak_rss_bytes"] = peak
+        result["memory"] = memory
         if phase == "train":
             result["summary"] = summarise_steps([*result.pop("step_starts"), result["end"]],
                                                 result.pop("step_images"), spec["warmup"], spec["repeats"])
@@ -427,8 +597,7 @@ def run_deeplabcut(args: argparse.Namespace, spec: dict[str, Any], work: Path) -
 # -------------------------------------------------------------------------------- report
 def add_flop_fractions(report: dict[str, Any], peak_tflops: float | None) -> None:
     """Achieved FLOP/s of the crosspose training step, and its fraction of the GPU's bf16 peak."""
-    cp = report["crosspose"]
-    train = cp.get("train")
+    train = (report["crosspose"].get("fp32") or {}).get("train")
     if not train or not train.get("train_flops_per_image"):
         return
     rate = train["whole_step"]["images_per_s"] or 0.0
@@ -439,103 +608,6 @@ def add_flop_fractions(report: dict[str, Any], peak_tflops: float | None) -> Non
     if peak:
         train["peak_bf16_tflops"] = peak
         train["fraction_of_peak"] = achieved / (peak * 1e12)
-
-
-def _fmt(v: float | None, digits: int = 2) -> str:
-    return "n/a" if v is None else f"{v:.{digits}f}"
-
-
-def _mib(v: int | None) -> str:
-    return "n/a" if v is None else f"{v / 2**20:,.0f} MiB"
-
-
-def _ratio(a: float | None, b: float | None) -> str:
-    return "n/a" if not a or not b else f"{a / b:.2f}x"
-
-
-def format_report(report: dict[str, Any]) -> str:
-    """The markdown tables: side by side, crosspose per stage, machine, paper fine-tune estimate."""
-    s, m, cp, dlc = report["settings"], report["machine"], report["crosspose"], report["deeplabcut"]
-    gpu = s["device"].startswith("cuda")
-    mem_key = "cuda_peak_bytes" if gpu else "peak_rss_bytes"
-    mem_name = "peak GPU memory (max_memory_allocated)" if gpu else "peak RSS, process + workers"
-    t, i = cp.get("train") or {}, cp.get("infer") or {}
-    dt, di = dlc.get("train") or {}, dlc.get("infer") or {}
-    ct = (t.get("whole_step") or {}).get("images_per_s")
-    ci = (i.get("whole") or {}).get("images_per_s")
-    dtr = (dt.get("summary") or {}).get("images_per_s")
-    dir_ = (di.get("summary") or {}).get("images_per_s")
-    lines = [f"## Throughput, {s['size']} px, batch {s['batch']}, {s['device']} (images/s, median of "
-             f"{s['repeats']} repeats after warm-up)", ""]
-    dlc_name = f"DeepLabCut {DLC_VERSION}"
-    lines += [f"| | crosspose ({s['backbone']}) | {dlc_name} ({dlc.get('model', 'resnet_50')}) | crosspose / DLC |",
-              "|---|---|---|---|"]
-    if not dlc.get("available") and "train" not in dlc:
-        lines.append(f"| training | {_fmt(ct)} | unavailable ({dlc.get('reason')}) | n/a |")
-        lines.append(f"| inference (image folder) | {_fmt(ci)} | unavailable | n/a |")
-        lines.append(f"| training {mem_name} | {_mib(t.get(mem_key))} | n/a | n/a |")
-        lines.append(f"| inference {mem_name} | {_mib(i.get(mem_key))} | n/a | n/a |")
-    else:
-        lines.append(f"| training | {_fmt(ct)} | {_fmt(dtr)} | {_ratio(ct, dtr)} |")
-        lines.append(f"| inference (image folder) | {_fmt(ci)} | {_fmt(dir_)} | {_ratio(ci, dir_)} |")
-        lines.append(f"| training {mem_name} | {_mib(t.get(mem_key))} | {_mib(dt.get(mem_key))} | "
-                     f"{_ratio(t.get(mem_key), dt.get(mem_key))} |")
-        lines.append(f"| inference {mem_name} | {_mib(i.get(mem_key))} | {_mib(di.get(mem_key))} | "
-                     f"{_ratio(i.get(mem_key), di.get(mem_key))} |")
-        if dlc.get("reason"):
-            lines.append(f"| DeepLabCut note | | {dlc['reason']} | |")
-    lines += ["", "### crosspose per stage (images/s)", "", "| stage | images/s | repeats |", "|---|---|---|"]
-    stages = [("training: data loading alone", t.get("loading")), ("training: model step alone", t.get("model_step")),
-              ("training: whole step (Lightning)", t.get("whole_step")),
-              ("inference: model alone (forward + decode)", i.get("model")),
-              ("inference: whole (read, crop, forward, decode)", i.get("whole"))]
-    for name, st in stages:
-        if st:
-            lines.append(f"| {name} | {_fmt(st.get('images_per_s'))} | "
-                         f"{', '.join(_fmt(r) for r in st.get('repeats', []))} |")
-    for key in ("train_error", "infer_error"):
-        if key in cp:
-            lines.append(f"| {key.replace('_', ' ')} | {cp[key]} | |")
-    if t.get("train_flops_per_image"):
-        lines += ["", f"Model FLOPs per image: {t['train_flops_per_image'] / 1e9:.1f} GFLOP per training step "
-                  f"(forward + backward), {t.get('infer_flops_per_image', 0) / 1e9:.1f} GFLOP forward; achieved "
-                  f"{1000 * (t.get('achieved_tflops') or 0):,.1f} GFLOP/s in training"
-                  + (f", {100 * t['fraction_of_peak']:.1f} % of the {t['peak_bf16_tflops']:.0f} TFLOP/s bf16 peak"
-                     if t.get("fraction_of_peak") is not None else "") + "."]
-    if t.get("bf16_numerics"):
-        n = t["bf16_numerics"]
-        lines += ["", f"bf16 vs fp32 on one batch: loss differs by {100 * n['loss_rel_diff']:.2f} %, score maps by "
-                  f"{100 * n['heatmap_rel_rmse']:.2f} % (relative RMS), gradient cosine {n['grad_cosine']:.4f}."]
-    lines += ["", bottleneck_note(t)]
-    if ct:
-        hours = PAPER_STEPS * s["batch"] / ct / 3600
-        lines += ["", f"The paper's fine-tune ({PAPER_STEPS:,} steps x batch 8) at this crosspose training "
-                  f"throughput: {hours:,.1f} h ({hours / 24:.1f} days) on this {'GPU' if gpu else 'CPU'}."]
-    gpu_txt = f", GPU {m['gpu']}" if m.get("gpu") else ""
-    lines += ["", f"Machine: {m['cpu']}, {m['cores']} cores{gpu_txt}; torch {m['torch']} "
-              f"({t.get('threads', m['torch_threads'])} intra-op threads), crosspose precision {s['precision']}, "
-              f"channels_last {s['channels_last']}, compile {s['compile']}, {s['workers']} loader workers; "
-              f"DeepLabCut torch {dt.get('torch', 'n/a')} ({dt.get('threads', 'n/a')} threads); "
-              f"load average before {_load(m.get('load_average'))}, after {_load(m.get('load_average_after'))}."]
-    return "\n".join(lines)
-
-
-def _load(v: list[float] | None) -> str:
-    return "n/a" if not v else "/".join(f"{x:.2f}" for x in v)
-
-
-def bottleneck_note(train: dict[str, Any]) -> str:
-    """One sentence naming the stage that bounds crosspose training."""
-    load = (train.get("loading") or {}).get("images_per_s")
-    step = (train.get("model_step") or {}).get("images_per_s")
-    whole = (train.get("whole_step") or {}).get("images_per_s")
-    if not (load and step and whole):
-        return "Bottleneck: not measured."
-    if load < step:
-        return (f"Bottleneck: data loading ({load:.1f} img/s) is slower than the model step ({step:.1f} img/s); "
-                f"the whole step runs at {whole:.1f} img/s.")
-    return (f"Bottleneck: the model step ({step:.1f} img/s alone; data loading alone {load:.1f} img/s, "
-            f"{load / step:.0f}x faster); the whole step reaches {100 * whole / step:.0f} % of the bare model step.")
 
 
 def main(argv: list[str] | None = None) -> int:

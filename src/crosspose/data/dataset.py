@@ -22,7 +22,14 @@ from crosspose.core.skeletons import flip_pairs_from_names
 from crosspose.data.coco import CocoKeypoints
 from crosspose.data.transforms import Augmentation, InstanceTransform, frame_box, invert_affine, sample_seed
 
-__all__ = ["IMAGE_SUFFIXES", "ImageFolderDataset", "InstanceDataset", "ShardedEpochSampler", "read_rgb"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "ImageFolderDataset",
+    "InstanceDataset",
+    "ShardedEpochSampler",
+    "loader_worker_init",
+    "read_rgb",
+]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -34,6 +41,17 @@ def read_rgb(path: Path, source: Path | None = None, where: str | None = None) -
         problem = "image file not found" if not path.exists() else "image file cannot be decoded"
         raise DataFormatError(source or path, f"{problem}: {path}", where)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def loader_worker_init(_: int) -> None:
+    """DataLoader ``worker_init_fn``: one thread per worker.
+
+    Each worker decodes and warps one image at a time; OpenCV's own thread pool would only
+    oversubscribe the cores the other workers are using. It lives here, not beside the data module,
+    so that unpickling it in a worker imports the data code alone, not Lightning.
+    """
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
 
 
 class InstanceDataset(Dataset):
@@ -90,8 +108,19 @@ class InstanceDataset(Dataset):
             len(columns), whole_frame=whole_frame,
         )
         self._keypoints = np.stack([coco.keypoints(a)[columns] for a in self.instances]).astype(np.float64)
+        # What a loader worker reads, as a few flat arrays: a worker gets these (pickled once) instead of
+        # the file's Python dicts, and reading them never writes the refcounts that make forked workers
+        # copy every page of a list of dicts (the classic DataLoader "memory leak").
+        self._paths = np.array([str(coco.image_path(a["image_id"])) for a in self.instances])
+        self._file_names = np.array([str(coco.images[a["image_id"]]["file_name"]) for a in self.instances])
+        self._boxes = np.array([a["bbox"] for a in self.instances], dtype=np.float64).reshape(-1, 4)
+        self._source = coco.path
         if check_images:
             self._check_images()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # workers need only the arrays; the main process keeps the file for annotation() and scoring
+        return {**self.__dict__, "coco": None, "instances": None}
 
     def _check_one_per_frame(self) -> None:
         seen: dict[object, int] = {}
@@ -116,17 +145,15 @@ class InstanceDataset(Dataset):
             )
 
     def __len__(self) -> int:
-        return len(self.instances)
+        return len(self._keypoints)
 
     def annotation(self, index: int) -> dict[str, Any]:
         return self.instances[index]
 
     def __getitem__(self, item: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         index, epoch = item if isinstance(item, tuple) else (item, 0)
-        ann = self.instances[index]
-        image = read_rgb(self.coco.image_path(ann["image_id"]), self.coco.path,
-                         where=f"image {self.coco.images[ann['image_id']]['file_name']}")
-        bbox = frame_box(image.shape[1], image.shape[0]) if self.whole_frame else ann["bbox"]
+        image = read_rgb(Path(self._paths[index]), self._source, where=f"image {self._file_names[index]}")
+        bbox = frame_box(image.shape[1], image.shape[0]) if self.whole_frame else self._boxes[index]
         crop, xy, valid, matrix, zoom = self.transform(
             image, self._keypoints[index], bbox, sample_seed(self.seed, epoch, index)
         )

@@ -31,10 +31,18 @@ from crosspose.training.module import PoseEstimationModule
 __all__ = ["CrossposeCLI", "run_lightning_cli", "trainer_defaults"]
 
 
-def trainer_defaults() -> dict[str, Any]:
-    """Speed levers on where they help: bf16-mixed and cudnn.benchmark on a GPU."""
+def trainer_defaults(subcommand: str | None = None) -> dict[str, Any]:
+    """Speed levers on where they help: bf16-mixed and cudnn.benchmark on a GPU.
+
+    ``predict`` on a CPU also defaults to bf16 autocast where the CPU has bf16 units (AVX512-BF16,
+    AMX; detected, see :mod:`crosspose.core.hardware`); ``--trainer.precision 32-true`` turns it off.
+    """
     cuda = torch.cuda.is_available()
     bf16 = cuda and torch.cuda.is_bf16_supported()
+    if subcommand == "predict" and not cuda:
+        from crosspose.core.hardware import choose_inference_precision, read_cpu_features
+
+        bf16 = choose_inference_precision(read_cpu_features(), "cpu") == "bf16"
     return {
         "default_root_dir": "runs/default",
         "precision": "bf16-mixed" if bf16 else "32-true",
@@ -50,12 +58,14 @@ class CrossposeCLI(LightningCLI):
 
     def __init__(self, args: Sequence[str] | dict[str, Any] | None = None, run: bool = True) -> None:
         configure_logging()
+        given = [] if isinstance(args, dict) else list(args) if args is not None else sys.argv[1:]
+        subcommand = next((a for a in given if not a.startswith("-")), None)
         super().__init__(
             PoseEstimationModule,
             PoseDataModule,
             seed_everything_default=0,
             save_config_kwargs={"overwrite": True},
-            trainer_defaults=trainer_defaults(),
+            trainer_defaults=trainer_defaults(subcommand),
             auto_configure_optimizers=False,  # the optimizer is injected into the model
             args=args if args is None or isinstance(args, dict) else list(args),
             run=run,

@@ -252,7 +252,9 @@ class PoseEstimationModule(L.LightningModule):
         if self.hparams.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         out = self._inference_net[0](images)
-        keypoints = to_original(self.codec.decode(out["heatmap"], out["locref"]), batch["to_original"])
+        # decode in fp32 under bf16 autocast too: bf16 maps would tie near-equal peaks in the argmax
+        keypoints = to_original(self.codec.decode(out["heatmap"].float(), out["locref"].float()),
+                                batch["to_original"])
         return {"index": batch["index"], "keypoints": keypoints}
 
     # ------------------------------------------------------ gradual unfreezing

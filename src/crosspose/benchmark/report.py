@@ -1,0 +1,256 @@
+"""The markdown report of ``crosspose benchmark``: like-for-like rows, precision, memory, GPU on paper."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["DLC_VERSION", "H100_BF16_TFLOPS", "PAPER_STEPS", "bottleneck_note", "format_report", "gpu_on_paper"]
+
+DLC_VERSION = "3.0.2"
+PAPER_STEPS = 164_000
+"""Iterations of the paper's fine-tune (batch 8)."""
+H100_BF16_TFLOPS = 989.0
+"""Dense bf16 tensor-core peak of an H100 SXM (data sheet), for the on-paper GPU estimate."""
+
+_NORM = {"resnet50": "BatchNorm", "resnet50_gn": "GroupNorm"}
+
+
+def _fmt(v: float | None, digits: int = 2) -> str:
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def _mib(v: int | None) -> str:
+    return "n/a" if v is None else f"{v / 2**20:,.0f} MiB"
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return "n/a" if not a or not b else f"{a / b:.2f}x"
+
+
+def _rate(phase: dict[str, Any] | None, *keys: str) -> float | None:
+    node: Any = phase or {}
+    for key in keys:
+        node = (node or {}).get(key)
+    return node if isinstance(node, int | float) else None
+
+
+def _memory(phase: dict[str, Any] | None) -> str:
+    """'PSS (RSS summed)' of a phase's process tree."""
+    if not phase:
+        return "n/a"
+    mem = phase.get("memory") or {}
+    pss, rss = mem.get("peak_pss_bytes"), phase.get("peak_rss_bytes")
+    if pss is None:
+        return _mib(rss)
+    return f"{_mib(pss)} ({_mib(rss)})"
+
+
+def _backbone(name: str) -> str:
+    norm = _NORM.get(name, "BatchNorm" if not name.endswith("_gn") else "GroupNorm")
+    return f"`{name}` ({norm})"
+
+
+def _dlc_rows(dlc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [(name, run) for name, run in dlc.items() if isinstance(run, dict)]
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """Side-by-side table, like-for-like margins, precision and accuracy, memory, GPU on paper, machine."""
+    s, m = report["settings"], report["machine"]
+    cp: dict[str, Any] = report.get("crosspose", {})
+    dlc: dict[str, Any] = report.get("deeplabcut", {})
+    support: dict[str, str | None] = report.get("precision_support", {})
+    gpu = s["device"].startswith("cuda")
+    lines = [f"## Throughput, {s['size']} px, batch {s['batch']}, {s['device']} (images/s, median of "
+             f"{s['repeats']} repeats after warm-up; memory: peak PSS of the process tree, summed RSS in brackets)",
+             "", "| tool | backbone | precision | training | inference (image folder) | training peak memory "
+             "| inference peak memory |", "|---|---|---|---|---|---|---|"]
+    for name, run in _dlc_rows(dlc):
+        if not run.get("available") and "train" not in run:
+            lines.append(f"| DeepLabCut {DLC_VERSION} | {_backbone(name)} | fp32 | unavailable: {run.get('reason')} "
+                         "| | | |")
+            continue
+        lines.append(f"| DeepLabCut {DLC_VERSION} | {_backbone(name)}{' (its default)' if name == 'resnet50_gn' else ''}"
+                     f" | fp32 | {_fmt(_rate(run.get('train'), 'summary', 'images_per_s'))} | "
+                     f"{_fmt(_rate(run.get('infer'), 'summary', 'images_per_s'))} | {_memory(run.get('train'))} | "
+                     f"{_memory(run.get('infer'))} |" + (f" {run['reason']}" if run.get("reason") else ""))
+    for key, label in (("fp32", "fp32"), ("gn", "fp32"), ("bf16", "bf16 autocast")):
+        phase = cp.get(key)
+        if phase is None:
+            continue
+        run = phase
+        if run.get("unsupported"):
+            lines.append(f"| crosspose | {_backbone(run['backbone'])} | {label} | {run['unsupported']} | | | |")
+            continue
+        errors = "; ".join(f"{k}: {v}" for k, v in run.items() if k.endswith("_error"))
+        lines.append(f"| crosspose | {_backbone(run['backbone'])} | {label}{' (training: option)' if key == 'bf16' else ''}"
+                     f" | {_fmt(_rate(run.get('train'), 'whole_step', 'images_per_s'))} | "
+                     f"{_fmt(_rate(run.get('infer'), 'whole', 'images_per_s'))} | {_memory(run.get('train'))} | "
+                     f"{_memory(run.get('infer'))} |" + (f" {errors}" if errors else ""))
+    int8 = cp.get("int8")
+    if int8 is not None:
+        if int8.get("unsupported") or int8.get("error"):
+            lines.append(f"| crosspose | {_backbone(s['backbone'])} | int8 (ONNX Runtime) | "
+                         f"{int8.get('unsupported') or int8.get('error')} | | | |")
+        else:
+            r = int8.get("result", {})
+            lines.append(f"| crosspose | {_backbone(s['backbone'])} | fp32 (ONNX Runtime, reference) | | "
+                         f"{_fmt(_rate(r, 'ort_fp32', 'whole', 'images_per_s'))} | | {_memory(r)} (both) |")
+            lines.append(f"| crosspose | {_backbone(s['backbone'])} | int8 (ONNX Runtime, static QDQ) | | "
+                         f"{_fmt(_rate(r, 'ort_int8', 'whole', 'images_per_s'))} | | |")
+    lines += ["", *margins(report)]
+    lines += ["", *precision_table(report, support)]
+    lines += ["", *memory_table(cp.get("fp32") or {})]
+    main = (cp.get("fp32") or {}).get("train") or {}
+    lines += ["", *stage_table(main, (cp.get("fp32") or {}).get("infer") or {})]
+    lines += ["", bottleneck_note(main)]
+    lines += ["", *gpu_on_paper(main, s["batch"])]
+    ct = _rate(main, "whole_step", "images_per_s")
+    if ct:
+        hours = PAPER_STEPS * s["batch"] / ct / 3600
+        lines += ["", f"The paper's fine-tune ({PAPER_STEPS:,} steps x batch 8) at this crosspose training "
+                  f"throughput: {hours:,.1f} h ({hours / 24:.1f} days) on this {'GPU' if gpu else 'CPU'}."]
+    gpu_txt = f", GPU {m['gpu']}" if m.get("gpu") else ""
+    dlc_torch = next((r.get("train", {}).get("torch") for _, r in _dlc_rows(dlc) if r.get("train")), "n/a")
+    lines += ["", f"Machine: {m['cpu']}, {m['cores']} cores{gpu_txt}; CPU flags for reduced precision: "
+              f"{' '.join(m.get('cpu_flags') or []) or 'none'} (torch kernels: {m.get('torch_capability', 'n/a')}); "
+              f"torch {m['torch']} ({main.get('threads', m['torch_threads'])} intra-op threads), channels_last "
+              f"{s['channels_last']}, compile {s['compile']}, {s['workers']} loader workers; DeepLabCut torch "
+              f"{dlc_torch}; load average before {_load(m.get('load_average'))}, after "
+              f"{_load(m.get('load_average_after'))}; {m.get('seconds', 0) / 60:.0f} min for the whole benchmark."]
+    return "\n".join(lines)
+
+
+def margins(report: dict[str, Any]) -> list[str]:
+    """Crosspose / DeepLabCut for the same normalisation, and against DeepLabCut's default."""
+    cp, dlc = report.get("crosspose", {}), report.get("deeplabcut", {})
+    pairs = [("same architecture, BatchNorm", cp.get("fp32"), dlc.get("resnet50")),
+             ("same architecture, GroupNorm", cp.get("gn"), dlc.get("resnet50_gn")),
+             ("crosspose BatchNorm vs DeepLabCut's default GroupNorm", cp.get("fp32"), dlc.get("resnet50_gn")),
+             ("crosspose bf16 vs DeepLabCut BatchNorm fp32", cp.get("bf16"), dlc.get("resnet50")),
+             ("crosspose bf16 vs DeepLabCut's default (fp32)", cp.get("bf16"), dlc.get("resnet50_gn"))]
+    lines = ["| crosspose / DeepLabCut | training | inference |", "|---|---|---|"]
+    for name, c, d in pairs:
+        if not c or not d or c.get("unsupported"):
+            continue
+        lines.append(f"| {name} | {_ratio(_rate(c.get('train'), 'whole_step', 'images_per_s'), _rate(d.get('train'), 'summary', 'images_per_s'))} | "
+                     f"{_ratio(_rate(c.get('infer'), 'whole', 'images_per_s'), _rate(d.get('infer'), 'summary', 'images_per_s'))} |")
+    int8 = (cp.get("int8") or {}).get("result")
+    if int8:
+        for dname in ("resnet50", "resnet50_gn"):
+            d = dlc.get(dname)
+            if d:
+                lines.append(f"| crosspose int8 (ONNX Runtime) vs DeepLabCut `{dname}` fp32 | | "
+                             f"{_ratio(_rate(int8, 'ort_int8', 'whole', 'images_per_s'), _rate(d.get('infer'), 'summary', 'images_per_s'))} |")
+    return lines if len(lines) > 2 else ["(no DeepLabCut row to compare with)"]
+
+
+def precision_table(report: dict[str, Any], support: dict[str, str | None]) -> list[str]:
+    """Inference speed of each precision beside its accuracy cost."""
+    cp = report.get("crosspose", {})
+    acc = cp.get("accuracy") or {}
+    fp32 = _rate((cp.get("fp32") or {}).get("infer"), "whole", "images_per_s")
+    bf16 = cp.get("bf16") or {}
+    int8 = (cp.get("int8") or {}).get("result") or {}
+    numerics = ((cp.get("bf16") or {}).get("train") or {}).get("bf16_numerics") or {}
+    rows = [("fp32 (PyTorch)", "fp32", fp32, 0.0),
+            ("bf16 autocast (PyTorch)", "bf16", _rate(bf16.get("infer"), "whole", "images_per_s"),
+             numerics.get("heatmap_rel_rmse")),
+            ("int8 static QDQ (ONNX Runtime)", "int8", _rate(int8, "ort_int8", "whole", "images_per_s"),
+             int8.get("int8_heatmap_rel_rmse"))]
+    where = (f"on {acc.get('instances')} test instances of {acc.get('test_file')} ({acc.get('input_size')} px, "
+             f"checkpoint {acc.get('checkpoint')})") if acc.get("fp32") else "(no --accuracy-checkpoint given)"
+    lines = [f"### Reduced precision (inference): speed and accuracy cost {where}", "",
+             "| precision | images/s | vs fp32 | score maps vs fp32 (relative RMS, benchmark network) | "
+             "keypoints vs fp32 (px, mean / median; mean on detected joints) | PCKh@0.5 |", "|---|---|---|---|---|---|"]
+    for label, key, rate, rel in rows:
+        if support.get(key):
+            lines.append(f"| {label} | {support[key]} | | | | |")
+            continue
+        a = acc.get(key) or {}
+        px = (f"{_fmt(a.get('px_mean'))} / {_fmt(a.get('px_median'))}; {_fmt(a.get('px_mean_detected'))}"
+              if a else "n/a")
+        lines.append(f"| {label} | {_fmt(rate)} | {_ratio(rate, fp32)} | "
+                     f"{'n/a' if rel is None else f'{100 * rel:.2f} %'} | {px} | "
+                     f"{_fmt(a.get('pckh'), 4) if a else 'n/a'} |")
+    if int8.get("quantize"):
+        q = int8["quantize"]
+        lines += ["", f"int8: calibrated on {q['calibration_images']} of the benchmark images "
+                  f"({int8.get('quantize_seconds', 0):.0f} s); `crosspose quantize` does the same on your frames."]
+    return lines
+
+
+def memory_table(run: dict[str, Any]) -> list[str]:
+    """Where the training peak goes: main-process stages and each process of the tree."""
+    train = run.get("train") or {}
+    lines = ["### Where crosspose's training memory goes (resident, MiB)", "",
+             "| component | resident after | peak within |", "|---|---|---|"]
+    previous = 0
+    for row in train.get("main_memory") or []:
+        rss = row.get("rss_bytes") or 0
+        lines.append(f"| main process: {row['stage']} | {_mib(rss)} ({'+' if rss >= previous else ''}"
+                     f"{(rss - previous) / 2**20:,.0f}) | {_mib(row.get('peak_bytes'))} |")
+        previous = rss
+    mem = train.get("memory") or {}
+    if mem.get("processes"):
+        lines += ["", "| process | peak RSS | peak PSS (shared pages split) |", "|---|---|---|"]
+        for proc in mem["processes"]:
+            lines.append(f"| {proc['role']} | {_mib(proc.get('peak_rss_bytes'))} | {_mib(proc.get('peak_pss_bytes'))} |")
+        lines.append(f"| **whole tree at its peak** | {_mib(train.get('peak_rss_bytes'))} (summed) | "
+                     f"{_mib(mem.get('peak_pss_bytes'))} |")
+    return lines if len(lines) > 4 else []
+
+
+def stage_table(train: dict[str, Any], infer: dict[str, Any]) -> list[str]:
+    lines = ["### crosspose per stage (images/s)", "", "| stage | images/s | repeats |", "|---|---|---|"]
+    stages = [("training: data loading alone", train.get("loading")),
+              ("training: model step alone", train.get("model_step")),
+              ("training: whole step (Lightning)", train.get("whole_step")),
+              ("inference: model alone (forward + decode)", infer.get("model")),
+              ("inference: whole (read, crop, forward, decode)", infer.get("whole"))]
+    for name, st in stages:
+        if st:
+            lines.append(f"| {name} | {_fmt(st.get('images_per_s'))} | "
+                         f"{', '.join(_fmt(r) for r in st.get('repeats', []))} |")
+    return lines
+
+
+def gpu_on_paper(train: dict[str, Any], batch: int) -> list[str]:
+    """FLOPs per image, images/s at 20 % and 40 % of an H100's bf16 peak, the loader cores that needs."""
+    flops = train.get("train_flops_per_image")
+    if not flops:
+        return []
+    cpu = train.get("loader_cpu_s_per_image")
+    lines = [f"### GPU on paper (H100 SXM, {H100_BF16_TFLOPS:.0f} TFLOP/s dense bf16)", "",
+             f"{flops / 1e9:.1f} GFLOP per image per training step (forward + backward), "
+             f"{(train.get('infer_flops_per_image') or 0) / 1e9:.1f} GFLOP per image forward"
+             + (f"; the data pipeline costs {1000 * cpu:.1f} CPU-ms per image (decode, warp, photometrics)"
+                if cpu else "") + f"; achieved here {1000 * (train.get('achieved_tflops') or 0):,.1f} GFLOP/s"
+             + (f", {100 * train['fraction_of_peak']:.1f} % of the {train['peak_bf16_tflops']:.0f} TFLOP/s bf16 peak"
+                if train.get("fraction_of_peak") is not None else "") + ".", "",
+             "| share of bf16 peak | training images/s | loader cores to keep up | paper fine-tune "
+             f"({PAPER_STEPS:,} x 8) |", "|---|---|---|---|"]
+    for share in (0.2, 0.4):
+        rate = share * H100_BF16_TFLOPS * 1e12 / flops
+        hours = PAPER_STEPS * batch / rate / 3600
+        cores = f"{rate * cpu:.1f}" if cpu else "n/a"
+        lines.append(f"| {100 * share:.0f} % | {rate:,.0f} | {cores} | {hours * 60:,.0f} min |")
+    return lines
+
+
+def _load(v: list[float] | None) -> str:
+    return "n/a" if not v else "/".join(f"{x:.2f}" for x in v)
+
+
+def bottleneck_note(train: dict[str, Any]) -> str:
+    """One sentence naming the stage that bounds crosspose training."""
+    load = (train.get("loading") or {}).get("images_per_s")
+    step = (train.get("model_step") or {}).get("images_per_s")
+    whole = (train.get("whole_step") or {}).get("images_per_s")
+    if not (load and step and whole):
+        return "Bottleneck: not measured."
+    if load < step:
+        return (f"Bottleneck: data loading ({load:.1f} img/s) is slower than the model step ({step:.1f} img/s); "
+                f"the whole step runs at {whole:.1f} img/s.")
+    return (f"Bottleneck: the model step ({step:.1f} img/s alone; data loading alone {load:.1f} img/s, "
+            f"{load / step:.0f}x faster); the whole step reaches {100 * whole / step:.0f} % of the bare model step.")

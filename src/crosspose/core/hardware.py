@@ -1,0 +1,196 @@
+"""What the CPU can do, read from the machine (never assumed), and the precision that follows.
+
+Two sources, because either alone can mislead: the kernel's flag list (``/proc/cpuinfo`` on
+Linux: what the silicon and the hypervisor expose) and PyTorch's own probes (``torch.cpu``: what
+its kernels will dispatch to; the only source on macOS and Windows). A unit counts as present
+when either reports it.
+
+The reduced-precision units that matter for a ResNet:
+
+* bf16: ``avx512_bf16`` (Cooper Lake, Sapphire Rapids, AMD Zen 4+) and ``amx_bf16`` (Sapphire
+  Rapids+ tile units, several times faster again). Without them oneDNN emulates bf16 with fp32
+  arithmetic plus conversions: slower than fp32.
+* int8: ``amx_int8``, ``avx512_vnni``, ``avx_vnni`` (dot-product instructions ONNX Runtime's and
+  oneDNN's int8 kernels use). Without them int8 convolutions gain little over fp32.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+__all__ = [
+    "REDUCED_PRECISION_FLAGS",
+    "CpuFeatures",
+    "Precision",
+    "choose_inference_precision",
+    "choose_training_precision",
+    "parse_cpuinfo",
+    "precision_support",
+    "read_cpu_features",
+]
+
+Precision = Literal["fp32", "bf16", "int8"]
+
+REDUCED_PRECISION_FLAGS = ("avx512_bf16", "amx_bf16", "amx_int8", "amx_tile", "avx512_vnni", "avx_vnni",
+                           "avx512f", "avx2")
+"""The /proc/cpuinfo flags a report prints (the ones the precision choice depends on, and their base)."""
+
+_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+_INT8_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni")
+
+
+@dataclass(frozen=True)
+class CpuFeatures:
+    """The CPU's model name and the instruction-set flags relevant to reduced precision.
+
+    Attributes:
+        model: the CPU's marketing name ("AMD EPYC 9654", ...), or the platform's processor string.
+        flags: lower-case flag names (``/proc/cpuinfo`` spelling), from the kernel and torch's probes.
+        torch_capability: ``torch.backends.cpu.get_cpu_capability()`` ("AVX512", "AVX2", "DEFAULT"...),
+            or None when not asked.
+    """
+
+    model: str
+    flags: frozenset[str] = field(default_factory=frozenset)
+    torch_capability: str | None = None
+
+    @property
+    def bf16_units(self) -> bool:
+        """Native bf16 matrix arithmetic (AVX512-BF16 or AMX-BF16)."""
+        return any(f in self.flags for f in _BF16_FLAGS)
+
+    @property
+    def amx(self) -> bool:
+        return "amx_bf16" in self.flags or "amx_int8" in self.flags
+
+    @property
+    def int8_units(self) -> bool:
+        """Native int8 dot products (AMX-INT8, AVX512-VNNI or AVX-VNNI)."""
+        return any(f in self.flags for f in _INT8_FLAGS)
+
+    def relevant_flags(self) -> list[str]:
+        """The precision-relevant flags this CPU has, in a fixed order."""
+        return [f for f in REDUCED_PRECISION_FLAGS if f in self.flags]
+
+    def describe(self) -> str:
+        """One line: model, relevant flags, torch's dispatch level."""
+        flags = " ".join(self.relevant_flags()) or "none of " + " ".join(REDUCED_PRECISION_FLAGS)
+        cap = f"; torch kernels: {self.torch_capability}" if self.torch_capability else ""
+        return f"{self.model} ({flags}{cap})"
+
+
+def parse_cpuinfo(text: str) -> tuple[str | None, frozenset[str]]:
+    """(model name, flags) of the first processor in a ``/proc/cpuinfo`` text.
+
+    x86 lists ``flags``, ARM ``Features``; flags are lower-cased.
+    """
+    model, flags = None, frozenset[str]()
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            continue
+        key = key.strip().lower()
+        if key == "model name" and model is None:
+            model = value.strip()
+        elif key in ("flags", "features") and not flags:
+            flags = frozenset(value.lower().split())
+    return model, flags
+
+
+def _torch_probes() -> tuple[set[str], str | None]:
+    """Flags torch's CPU probes report, and its kernel dispatch level (empty, None without torch)."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency; kept for the core layer's independence
+        return set(), None
+    probes = {"avx512_bf16": "_is_avx512_bf16_supported", "amx_tile": "_is_amx_tile_supported",
+              "avx512_vnni": "_is_vnni_supported", "avx512f": "_is_avx512_supported",
+              "avx2": "_is_avx2_supported"}
+    found = set()
+    for flag, name in probes.items():
+        probe = getattr(torch.cpu, name, None)
+        try:
+            if probe is not None and probe():
+                found.add(flag)
+        except RuntimeError:
+            continue
+    # torch probes only "tile" support; AMX tiles ship with both bf16 and int8 (Sapphire Rapids+)
+    if "amx_tile" in found:
+        found |= {"amx_bf16", "amx_int8"}
+    try:
+        capability = str(torch.backends.cpu.get_cpu_capability())
+    except (AttributeError, RuntimeError):
+        capability = None
+    return found, capability
+
+
+def read_cpu_features(cpuinfo: str | Path = "/proc/cpuinfo", use_torch: bool = True) -> CpuFeatures:
+    """The running machine's CPU features: the kernel's flags united with torch's probes."""
+    model, flags = None, frozenset[str]()
+    try:
+        model, flags = parse_cpuinfo(Path(cpuinfo).read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        pass  # not Linux: torch's probes are the only source
+    capability = None
+    if use_torch:
+        extra, capability = _torch_probes()
+        flags = flags | extra
+    return CpuFeatures(model or platform.processor() or platform.machine(), frozenset(flags), capability)
+
+
+def precision_support(features: CpuFeatures, device: str = "cpu") -> dict[str, str | None]:
+    """For fp32, bf16 and int8: None when this device runs it natively, else why not (one phrase)."""
+    if device.startswith("cuda"):
+        import torch
+
+        bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        return {"fp32": None, "bf16": None if bf16 else "this GPU has no bf16",
+                "int8": "int8 is a CPU path (ONNX Runtime)"}
+    return {
+        "fp32": None,
+        "bf16": None if features.bf16_units else "not supported on this CPU (no avx512_bf16 / amx_bf16)",
+        "int8": None if features.int8_units else "not supported on this CPU (no avx512_vnni / avx_vnni / amx_int8)",
+    }
+
+
+def choose_inference_precision(features: CpuFeatures, device: str = "cpu",
+                               int8_model: bool = False) -> Precision:
+    """The automatic inference precision.
+
+    On a GPU: bf16 where it has bf16 (tensor cores), else fp32. On a CPU: int8 only when a
+    calibrated int8 model is at hand (``int8_model``; it is a separate file made by
+    :func:`crosspose.inference.quantize.quantize_onnx`) and the CPU has int8 dot-product units; else bf16 when
+    it has bf16 units; else fp32 (emulated bf16 or int8 would be slower, not faster).
+    """
+    support = precision_support(features, device)
+    if device.startswith("cuda"):
+        return "bf16" if support["bf16"] is None else "fp32"
+    if int8_model and support["int8"] is None:
+        return "int8"
+    if support["bf16"] is None:
+        return "bf16"
+    return "fp32"
+
+
+def choose_training_precision(features: CpuFeatures, device: str = "cpu", requested: str = "auto") -> str:
+    """Lightning's ``trainer.precision`` for ``requested`` (``auto`` | ``32`` | ``bf16``).
+
+    ``auto`` is bf16-mixed on a GPU with bf16 and 32-true on every CPU: bf16 training on a CPU is
+    an option (``bf16``), because its effect on accuracy over a whole run is not measured; asking
+    for it on a CPU without bf16 units is refused rather than silently emulated.
+    """
+    from crosspose.core.errors import ConfigError
+
+    support = precision_support(features, device)
+    if requested in ("32", "fp32", "32-true"):
+        return "32-true"
+    if requested in ("bf16", "bf16-mixed"):
+        if support["bf16"] is not None:
+            raise ConfigError(f"bf16 training asked for, but {support['bf16']}: {features.describe()}")
+        return "bf16-mixed"
+    if requested != "auto":
+        raise ConfigError(f"precision must be auto, 32 or bf16, got {requested!r}")
+    return "bf16-mixed" if device.startswith("cuda") and support["bf16"] is None else "32-true"

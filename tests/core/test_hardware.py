@@ -1,0 +1,90 @@
+"""CPU feature detection and the precision policy, on mocked feature sets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from crosspose.core.errors import ConfigError
+from crosspose.core.hardware import (
+    CpuFeatures,
+    choose_inference_precision,
+    choose_training_precision,
+    parse_cpuinfo,
+    precision_support,
+    read_cpu_features,
+)
+
+ZEN3 = CpuFeatures("AMD EPYC 7763", frozenset({"avx2", "fma"}))
+ZEN4 = CpuFeatures("AMD EPYC 9654", frozenset({"avx2", "avx512f", "avx512_bf16", "avx512_vnni"}))
+SAPPHIRE = CpuFeatures("Intel Xeon Platinum 8480+", frozenset({"avx512f", "avx512_bf16", "avx512_vnni",
+                                                                 "amx_bf16", "amx_int8", "amx_tile"}))
+ALDER = CpuFeatures("Intel Core i7-12700", frozenset({"avx2", "avx_vnni"}))
+
+CPUINFO = """processor\t: 0
+vendor_id\t: AuthenticAMD
+model name\t: AMD EPYC 9R14
+flags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni
+bogomips\t: 5200.00
+
+processor\t: 1
+model name\t: AMD EPYC 9R14
+flags\t\t: fpu sse2
+"""
+
+
+def test_parse_cpuinfo_reads_the_first_processor() -> None:
+    model, flags = parse_cpuinfo(CPUINFO)
+    assert model == "AMD EPYC 9R14"
+    assert {"avx512_bf16", "avx512_vnni", "avx2"} <= flags and "amx_bf16" not in flags
+    assert parse_cpuinfo("Features\t: fp asimd bf16 i8mm\n")[1] == {"fp", "asimd", "bf16", "i8mm"}
+
+
+def test_read_cpu_features_from_a_file_without_torch(tmp_path: Path) -> None:
+    path = tmp_path / "cpuinfo"
+    path.write_text(CPUINFO)
+    features = read_cpu_features(path, use_torch=False)
+    assert features.bf16_units and features.int8_units and not features.amx
+    assert "avx512_bf16" in features.describe() and "EPYC 9R14" in features.describe()
+    missing = read_cpu_features(tmp_path / "absent", use_torch=False)
+    assert missing.flags == frozenset() and missing.model
+
+
+def test_the_running_machine_agrees_with_torch() -> None:
+    import torch
+
+    features = read_cpu_features()
+    # torch's own probe is one of the two sources: whatever it says is present must be reported
+    if torch.cpu._is_avx512_bf16_supported():
+        assert features.bf16_units
+    assert features.torch_capability
+
+
+@pytest.mark.parametrize(("features", "int8_model", "expected"), [
+    (ZEN3, False, "fp32"), (ZEN3, True, "fp32"),        # nothing native: emulation would be slower
+    (ZEN4, False, "bf16"), (ZEN4, True, "int8"),
+    (SAPPHIRE, False, "bf16"), (SAPPHIRE, True, "int8"),
+    (ALDER, False, "fp32"), (ALDER, True, "int8"),      # VNNI but no bf16
+])
+def test_inference_precision_follows_the_reported_units(features: CpuFeatures, int8_model: bool,
+                                                        expected: str) -> None:
+    assert choose_inference_precision(features, "cpu", int8_model=int8_model) == expected
+
+
+def test_support_table_names_the_missing_flags() -> None:
+    support = precision_support(ZEN3)
+    assert support["fp32"] is None
+    assert "avx512_bf16" in support["bf16"] and "not supported on this CPU" in support["bf16"]
+    assert "vnni" in support["int8"]
+    assert precision_support(SAPPHIRE) == {"fp32": None, "bf16": None, "int8": None}
+
+
+def test_training_precision_bf16_only_as_an_option_and_only_with_units() -> None:
+    assert choose_training_precision(ZEN4, "cpu") == "32-true"          # auto never picks bf16 on a CPU
+    assert choose_training_precision(ZEN4, "cpu", "bf16") == "bf16-mixed"
+    assert choose_training_precision(ZEN3, "cpu", "32") == "32-true"
+    with pytest.raises(ConfigError, match="avx512_bf16"):
+        choose_training_precision(ZEN3, "cpu", "bf16")
+    with pytest.raises(ConfigError, match="auto, 32 or bf16"):
+        choose_training_precision(ZEN4, "cpu", "fp16")
