@@ -25,7 +25,7 @@ def _build(config: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any
     import crosspose.training.cli as cli_mod
 
     gpu_defaults = {**cli_mod.trainer_defaults(), "precision": "bf16-mixed"}
-    monkeypatch.setattr(cli_mod, "trainer_defaults", lambda: dict(gpu_defaults))
+    monkeypatch.setattr(cli_mod, "trainer_defaults", lambda subcommand=None: dict(gpu_defaults))
     # LightningCLI reads sys.argv when given no args (as crosspose's own entry point does)
     monkeypatch.setattr(sys, "argv", ["crosspose", "--config", str(config), "--model.pretrained", "false",
                                       "--model.backbone", "resnet18", "--model.init_from", "null",
