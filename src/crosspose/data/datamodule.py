@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -11,6 +12,7 @@ from torch.utils.data import DataLoader
 from crosspose.core.errors import ConfigError
 from crosspose.data.coco import CocoKeypoints, load_coco_keypoints
 from crosspose.data.dataset import ImageFolderDataset, InstanceDataset, ShardedEpochSampler
+from crosspose.data.resumable import ResumableDataLoader
 from crosspose.data.transforms import Augmentation
 
 __all__ = ["PoseDataModule"]
@@ -75,6 +77,24 @@ class PoseDataModule(L.LightningDataModule):
         self.pin_memory = pin_memory
         self.datasets: dict[str, InstanceDataset | ImageFolderDataset] = {}
         self._cocos: dict[str, CocoKeypoints] = {}
+        self._train_loader: ResumableDataLoader | None = None
+        self._train_position: dict[str, Any] | None = None  # from a checkpoint, for the next train loader
+
+    def state_dict(self) -> dict[str, Any]:
+        """The training loader's position (saved in every checkpoint; see :mod:`crosspose.data.resumable`)."""
+        return {"train_loader": self._train_loader.state_dict()} if self._train_loader is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume the training loader where the checkpoint left it.
+
+        Lightning restores the data module before anything builds a loader, but may build (and
+        start iterating) the training loader before it restores the loops -- e.g. when the
+        learning-rate schedule asks for the number of steps -- so the position is applied here,
+        to the loader as it is built, rather than through the loops alone.
+        """
+        self._train_position = state.get("train_loader")
+        if self._train_loader is not None and self._train_position is not None:
+            self._train_loader.load_state_dict(self._train_position)
 
     def coco(self, split: str) -> CocoKeypoints:
         """The validated file of a split (loaded on first use, so `fit` never needs the test file)."""
@@ -137,7 +157,9 @@ class PoseDataModule(L.LightningDataModule):
         dataset = self.datasets[split]
         sampler = ShardedEpochSampler(len(dataset), shuffle=train, seed=self.seed, even_shards=train)
         workers = self.num_workers
-        return DataLoader(
+        # training position (epoch, batches done) goes into the checkpoint: exact mid-epoch resume
+        loader_class, extra = (ResumableDataLoader, {"trainer": lambda: self.trainer}) if train else (DataLoader, {})
+        return loader_class(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
             sampler=sampler,
@@ -146,10 +168,16 @@ class PoseDataModule(L.LightningDataModule):
             persistent_workers=workers > 0,
             worker_init_fn=_worker_init if workers > 0 else None,
             drop_last=train and len(sampler) >= self.batch_size,
+            **extra,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
+        loader = self._loader("train", train=True)
+        assert isinstance(loader, ResumableDataLoader)
+        if self._train_position is not None:
+            loader.load_state_dict(self._train_position)
+        self._train_loader = loader
+        return loader
 
     def val_dataloader(self) -> DataLoader | list:
         return self._loader("val", train=False) if "val" in self.datasets else []

@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset, Sampler
 
-from crosspose.core.errors import DataFormatError
+from crosspose.core.errors import CheckpointError, DataFormatError
 from crosspose.core.skeletons import flip_pairs_from_names
 from crosspose.data.coco import CocoKeypoints
 from crosspose.data.transforms import Augmentation, InstanceTransform, invert_affine, sample_seed
@@ -152,9 +152,28 @@ class ShardedEpochSampler(Sampler[tuple[int, int]]):
     def __init__(self, size: int, shuffle: bool, seed: int = 0, even_shards: bool = False) -> None:
         self.size, self.shuffle, self.seed, self.even_shards = size, shuffle, seed, even_shards
         self.epoch = 0
+        self._resume: tuple[int, int] | None = None  # (epoch, samples of this rank's shard already used)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def state_dict(self, samples_done: int = 0) -> dict[str, int]:
+        """The position to resume from: the epoch and how many of this rank's samples it has used."""
+        return {"epoch": self.epoch, "samples_done": int(samples_done), "size": self.size, "seed": self.seed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue from a :meth:`state_dict`: the next iteration of that epoch skips the used samples.
+
+        The skip applies once, and only if the epoch being iterated is the saved one. A state of
+        another data set (size or seed differ) would silently train on other samples: refused.
+        """
+        if (state.get("size"), state.get("seed")) != (self.size, self.seed):
+            raise CheckpointError(
+                f"the checkpoint's training loader drew from {state.get('size')} samples with seed "
+                f"{state.get('seed')}; this run's has {self.size} with seed {self.seed}: an exact resume "
+                "needs the same training file and data.seed")
+        self.epoch = int(state["epoch"])
+        self._resume = (self.epoch, int(state["samples_done"]))
 
     @staticmethod
     def _rank_world() -> tuple[int, int]:
@@ -172,7 +191,11 @@ class ShardedEpochSampler(Sampler[tuple[int, int]]):
         indices = list(self._indices())
         if self.even_shards and world > 1:
             indices = indices[: len(indices) - len(indices) % world]
-        for i in indices[rank::world]:
+        start = 0
+        if self._resume is not None and self._resume[0] == self.epoch:
+            start = self._resume[1]  # once: the next epoch is whole again
+        self._resume = None
+        for i in indices[rank::world][start:]:
             yield (i, self.epoch)
 
     def __len__(self) -> int:

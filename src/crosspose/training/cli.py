@@ -18,12 +18,14 @@ from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.io import CheckpointIO
 
 from crosspose.data.datamodule import PoseDataModule
+from crosspose.training.checkpointing import AtomicCheckpointIO, LastCheckpoint
 from crosspose.training.module import PoseEstimationModule
 from crosspose.training.prediction_writer import PredictionWriter
 
-__all__ = ["CrossposeCLI", "run_lightning_cli", "trainer_defaults"]
+__all__ = ["CrossposeCLI", "run_lightning_cli", "trainer_defaults", "with_atomic_checkpoints"]
 
 
 def trainer_defaults() -> dict[str, Any]:
@@ -48,9 +50,15 @@ def run_checkpoints(dirpath: Path) -> list[ModelCheckpoint]:
     """
     best = ModelCheckpoint(dirpath=dirpath, filename="best", monitor="val/pckh", mode="max", save_top_k=1,
                            auto_insert_metric_name=False, enable_version_counter=False)
-    last = ModelCheckpoint(dirpath=dirpath, filename="last", monitor=None, save_top_k=1,
-                           enable_version_counter=False, save_on_exception=True)
-    return [best, last]
+    return [best, LastCheckpoint(dirpath)]
+
+
+def with_atomic_checkpoints(plugins: Any) -> list[Any]:
+    """The trainer's ``plugins`` plus :class:`AtomicCheckpointIO` unless a CheckpointIO is given."""
+    given = list(plugins) if isinstance(plugins, list | tuple) else [] if plugins is None else [plugins]
+    if not any(isinstance(p, CheckpointIO) for p in given):
+        given.append(AtomicCheckpointIO())
+    return given
 
 
 class CrossposeCLI(LightningCLI):
@@ -76,6 +84,7 @@ class CrossposeCLI(LightningCLI):
             callbacks.extend(run_checkpoints(root / "checkpoints"))
         if self.subcommand == "predict" and not any(isinstance(c, PredictionWriter) for c in given):
             callbacks.append(PredictionWriter())
+        config["plugins"] = with_atomic_checkpoints(config.get("plugins"))
         if config.get("logger") in (None, True):
             config["logger"] = CSVLogger(save_dir=str(root), name="logs")
         if config.get("logger") and not any(isinstance(c, LearningRateMonitor) for c in given):

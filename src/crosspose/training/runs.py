@@ -21,7 +21,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from crosspose.data.datamodule import PoseDataModule
 from crosspose.data.transforms import Augmentation
-from crosspose.training.cli import run_checkpoints, trainer_defaults
+from crosspose.training.cli import run_checkpoints, trainer_defaults, with_atomic_checkpoints
 from crosspose.training.module import PoseEstimationModule
 
 __all__ = ["train_and_test", "test_checkpoint", "load_run_metrics"]
@@ -55,6 +55,7 @@ def _datamodule(data: Mapping[str, Any]) -> PoseDataModule:
 
 def _trainer(run_dir: Path, trainer: Mapping[str, Any], fit: bool) -> L.Trainer:
     kwargs = {**trainer_defaults(), **_QUIET, "default_root_dir": str(run_dir), **trainer}
+    kwargs["plugins"] = with_atomic_checkpoints(kwargs.get("plugins"))
     if fit:
         kwargs["callbacks"] = run_checkpoints(run_dir / "checkpoints")
         kwargs["logger"] = CSVLogger(save_dir=str(run_dir), name="logs")
