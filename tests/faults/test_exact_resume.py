@@ -125,10 +125,15 @@ def _fit_subprocess(args: list[str], timeout: float = 600) -> subprocess.Complet
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("step", "during_write"), [(2, False), (3, False), (5, False), (4, True)],
-                         ids=["mid-epoch-1", "epoch-end", "mid-epoch-2", "during-checkpoint-write"])
+@pytest.mark.parametrize(("step", "during_write"), [(3, False), (5, False), (6, False), (5, True)],
+                         ids=["from-mid-epoch", "from-epoch-end", "at-the-last-step", "during-checkpoint-write"])
 def test_sigkill_then_resume_is_bit_identical(tmp_path: Path, step: int, during_write: bool) -> None:
-    """A real SIGKILL in a subprocess (2 loader workers); checkpoints every 2 steps (validation)."""
+    """A real SIGKILL in a subprocess (2 loader workers).
+
+    3 steps an epoch, validation (so last.ckpt) after batch 2 of each epoch and at its end: steps
+    2, 3, 5, 6. Killed after step 3 it resumes from step 2 (mid-epoch), after 5 from 3 (an epoch's
+    end), after 6 from 5; killed while writing step 5's checkpoint it resumes from step 3.
+    """
     data = write_tiny_coco(tmp_path / "d", count=10, size=48, seed=3)
     every = ["--trainer.val_check_interval", "2", "--trainer.check_val_every_n_epoch", "1"]
     base = [*_args(data, tmp_path / "straight", workers=2), *every]

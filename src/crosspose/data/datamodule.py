@@ -43,6 +43,8 @@ class PoseDataModule(L.LightningDataModule):
         augmentation: training augmentation.
         seed: seed of shuffling and augmentation (independent of the model seed).
         pin_memory: pinned host memory for faster host-to-device copies (used only with a GPU).
+        allow_truncated: train/evaluate on truncated image files (their missing part grey, a warning
+            each) instead of stopping with an error that names the file.
     """
 
     def __init__(
@@ -60,12 +62,19 @@ class PoseDataModule(L.LightningDataModule):
         augmentation: Augmentation | None = None,
         seed: int = 0,
         pin_memory: bool = True,
+        allow_truncated: bool = False,
     ) -> None:
         super().__init__()
         hw = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
         if len(hw) != 2 or any(v <= 0 or v % 16 for v in hw):
             raise ConfigError(f"data.input_size must be positive multiples of 16 (output stride), got {input_size}")
         self.input_hw: tuple[int, int] = (int(hw[0]), int(hw[1]))
+        for name, value, least in (("batch_size", batch_size, 1), ("eval_batch_size", eval_batch_size or 1, 1),
+                                   ("num_workers", num_workers, 0)):
+            if not isinstance(value, int) or value < least:
+                raise ConfigError(f"data.{name} must be an integer >= {least}, got {value!r}")
+        if padding <= 0:
+            raise ConfigError(f"data.padding must be positive, got {padding}")
         self.files = {"train": train_file, "val": val_file, "test": test_file, "predict": predict_file}
         self.image_root = image_root
         self.padding = padding
@@ -75,6 +84,7 @@ class PoseDataModule(L.LightningDataModule):
         self.augmentation = augmentation if augmentation is not None else Augmentation()
         self.seed = seed
         self.pin_memory = pin_memory
+        self.allow_truncated = allow_truncated
         self.datasets: dict[str, InstanceDataset | ImageFolderDataset] = {}
         self._cocos: dict[str, CocoKeypoints] = {}
         self._train_loader: ResumableDataLoader | None = None
@@ -150,7 +160,7 @@ class PoseDataModule(L.LightningDataModule):
             self.datasets[split] = InstanceDataset(
                 self.coco(split), self.input_hw,
                 augmentation=self.augmentation if split == "train" else None,
-                padding=self.padding, seed=self.seed,
+                padding=self.padding, seed=self.seed, allow_truncated=self.allow_truncated,
             )
 
     def _loader(self, split: str, train: bool) -> DataLoader:

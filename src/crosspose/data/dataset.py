@@ -20,6 +20,7 @@ from torch.utils.data import Dataset, Sampler
 from crosspose.core.errors import CheckpointError, DataFormatError
 from crosspose.core.skeletons import flip_pairs_from_names
 from crosspose.data.coco import CocoKeypoints
+from crosspose.data.images import decode_bgr
 from crosspose.data.transforms import Augmentation, InstanceTransform, invert_affine, sample_seed
 
 __all__ = ["InstanceDataset", "ImageFolderDataset", "ShardedEpochSampler", "read_rgb", "IMAGE_SUFFIXES"]
@@ -27,12 +28,17 @@ __all__ = ["InstanceDataset", "ImageFolderDataset", "ShardedEpochSampler", "read
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def read_rgb(path: Path, source: Path | None = None, where: str | None = None) -> np.ndarray:
-    """Decode an image as RGB uint8, or raise a DataFormatError naming the listing file."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        problem = "image file not found" if not path.exists() else "image file cannot be decoded"
-        raise DataFormatError(source or path, f"{problem}: {path}", where)
+def read_rgb(path: Path, source: Path | None = None, where: str | None = None,
+             expected_size: tuple[int, int] | None = None, allow_truncated: bool = False) -> np.ndarray:
+    """Decode an image as RGB uint8 (see :mod:`crosspose.data.images`), or raise a DataFormatError.
+
+    ``expected_size`` is the (width, height) the annotation file declares: keypoints are in that
+    pixel grid, so an image of another size would train on wrong positions (or on padding).
+    """
+    image = decode_bgr(path, source, where, allow_truncated=allow_truncated)
+    if expected_size is not None and (image.shape[1], image.shape[0]) != tuple(expected_size):
+        raise DataFormatError(source or path, f"image {path} decodes to {image.shape[1]}x{image.shape[0]} "
+                              f"pixels but the annotation file says {expected_size[0]}x{expected_size[1]}", where)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
@@ -51,6 +57,7 @@ class InstanceDataset(Dataset):
         padding: context around each instance box.
         seed: run seed for the augmentation.
         check_images: verify up front that every image exists (one clear error before training).
+        allow_truncated: decode truncated image files (a warning each) instead of failing.
     """
 
     def __init__(
@@ -61,8 +68,10 @@ class InstanceDataset(Dataset):
         padding: float = 1.25,
         seed: int = 0,
         check_images: bool = True,
+        allow_truncated: bool = False,
     ) -> None:
         self.coco = coco
+        self.allow_truncated = allow_truncated
         self.instances = coco.instances()
         if not self.instances:
             raise DataFormatError(coco.path, "no annotated instances (every annotation is crowd or has no labelled joint)")
@@ -96,8 +105,10 @@ class InstanceDataset(Dataset):
     def __getitem__(self, item: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         index, epoch = item if isinstance(item, tuple) else (item, 0)
         ann = self.instances[index]
-        image = read_rgb(self.coco.image_path(ann["image_id"]), self.coco.path,
-                         where=f"image {self.coco.images[ann['image_id']]['file_name']}")
+        record = self.coco.images[ann["image_id"]]
+        declared = (int(record["width"]), int(record["height"])) if "width" in record and "height" in record else None
+        image = read_rgb(self.coco.image_path(ann["image_id"]), self.coco.path, where=f"image {record['file_name']}",
+                         expected_size=declared, allow_truncated=self.allow_truncated)
         crop, xy, valid, matrix = self.transform(
             image, self._keypoints[index], ann["bbox"], sample_seed(self.seed, epoch, index)
         )

@@ -21,7 +21,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import CheckpointIO
 
 from crosspose.data.datamodule import PoseDataModule
-from crosspose.training.checkpointing import AtomicCheckpointIO, LastCheckpoint
+from crosspose.training.checkpointing import AtomicCheckpointIO, LastCheckpoint, load_checkpoint
 from crosspose.training.module import PoseEstimationModule
 from crosspose.training.prediction_writer import PredictionWriter
 
@@ -76,6 +76,15 @@ class CrossposeCLI(LightningCLI):
             run=run,
             parser_kwargs={"default_env": False},
         )
+
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads --ckpt_path's hyperparameters before any trainer exists: a missing,
+        # corrupt or code-carrying file must fail here as one line (weights-only, like every load)
+        try:
+            super()._parse_ckpt_path()
+        except Exception:
+            load_checkpoint(self.config[self.config.subcommand].get("ckpt_path"))  # raises CheckpointError
+            raise
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
         root = Path(config.get("default_root_dir") or "runs/default")

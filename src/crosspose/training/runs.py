@@ -21,6 +21,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from crosspose.data.datamodule import PoseDataModule
 from crosspose.data.transforms import Augmentation
+from crosspose.training.checkpointing import load_checkpoint
 from crosspose.training.cli import run_checkpoints, trainer_defaults, with_atomic_checkpoints
 from crosspose.training.module import PoseEstimationModule
 
@@ -123,6 +124,7 @@ def test_checkpoint(
         return done
     out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    load_checkpoint(checkpoint)  # one-line errors for a missing, corrupt or code-carrying file
     module = PoseEstimationModule.load_from_checkpoint(str(checkpoint), map_location="cpu", weights_only=True)
     test_trainer = _trainer(out_dir, dict(trainer or {}), fit=False)
     test_trainer.test(module, _datamodule(data), verbose=False)
