@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from crosspose.core.errors import DataFormatError
+from crosspose.core.io import atomic_write_text
 
 __all__ = ["CocoKeypoints", "load_coco_keypoints", "save_coco_keypoints", "bbox_from_keypoints", "split_by_image",
            "read_json_file"]
@@ -244,10 +245,7 @@ def save_coco_keypoints(
         "annotations": [dict(a) for a in annotations],
         "categories": [dict(category)],
     }
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        json.dump(payload, fh)
-    tmp.replace(path)  # never leave a half-written file behind
+    atomic_write_text(path, json.dumps(payload))  # never leave a half-written file behind
     return path
 
 

@@ -32,9 +32,10 @@ from typing import Any, Literal
 import numpy as np
 
 from crosspose.core.errors import DataFormatError
-from crosspose.data.images import decode_bgr, image_size
+from crosspose.core.io import atomic_path
 from crosspose.core.skeletons import MACAQUE, canonical_joint_name
 from crosspose.data.coco import bbox_from_keypoints, save_coco_keypoints
+from crosspose.data.images import decode_bgr, image_size
 
 __all__ = [
     "CSV_HEADER",
@@ -435,8 +436,9 @@ def read_macaquepose(
                 rel = Path(row.image)
                 dst = crops_dir / rel.parent / f"{rel.stem}_{m}{rel.suffix or '.jpg'}"
                 dst.parent.mkdir(parents=True, exist_ok=True)
-                if not cv2.imwrite(str(dst), crop):
-                    raise DataFormatError(dst, "cannot write the crop (unsupported extension or disk full?)")
+                with atomic_path(dst) as tmp:
+                    if not cv2.imwrite(str(tmp), crop):
+                        raise DataFormatError(dst, "cannot write the crop (unsupported extension or disk full?)")
                 crop_id = len(images) + 1
                 images.append({"id": crop_id, "file_name": os.path.relpath(dst, json_dir),
                                "width": int(crop.shape[1]), "height": int(crop.shape[0]),

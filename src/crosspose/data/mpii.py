@@ -36,9 +36,10 @@ from typing import Any
 import numpy as np
 
 from crosspose.core.errors import ConfigError, DataFormatError
+from crosspose.core.io import atomic_path
 from crosspose.core.skeletons import MPII
-from crosspose.data.images import decode_bgr, image_size
 from crosspose.data.coco import bbox_from_keypoints, read_json_file, save_coco_keypoints
+from crosspose.data.images import decode_bgr, image_size
 
 __all__ = [
     "NUM_JOINTS",
@@ -704,6 +705,7 @@ def _resize_image(
     pixels = decode_bgr(src)
     interp = cv2.INTER_AREA if nw < w else cv2.INTER_LINEAR
     dst.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(dst), cv2.resize(pixels, (nw, nh), interpolation=interp)):
-        raise DataFormatError(dst, "cannot write the resized image")
+    with atomic_path(dst) as tmp:
+        if not cv2.imwrite(str(tmp), cv2.resize(pixels, (nw, nh), interpolation=interp)):
+            raise DataFormatError(dst, "cannot write the resized image")
     return (nw, nh), (nw / w, nh / h)

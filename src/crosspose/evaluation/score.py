@@ -45,6 +45,7 @@ from typing import Any, Literal
 import numpy as np
 
 from crosspose.core.errors import ConfigError, DataFormatError
+from crosspose.core.io import atomic_write_text
 from crosspose.core.skeletons import MACAQUE, MPII, SHARED_LIMB_JOINTS, SKELETONS, canonical_joint_name
 from crosspose.data.coco import CocoKeypoints, load_coco_keypoints
 from crosspose.evaluation import metrics as M
@@ -486,9 +487,7 @@ def write_metrics(metrics: Mapping[str, Any], path: str | PathLike[str]) -> Path
     """Write metrics.json (strict JSON, indented); creates the parent folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(_jsonable(dict(metrics)), indent=1, allow_nan=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(_jsonable(dict(metrics)), indent=1, allow_nan=False) + "\n")
     return path
 
 

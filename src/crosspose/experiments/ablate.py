@@ -32,6 +32,7 @@ import argparse
 import csv
 import functools
 import importlib
+import io
 import json
 import math
 import os
@@ -46,6 +47,7 @@ import numpy as np
 import yaml
 
 from crosspose.core.errors import ConfigError
+from crosspose.core.io import atomic_path, atomic_write_text
 from crosspose.data.coco import load_coco_keypoints, save_coco_keypoints
 from crosspose.models.freeze import FREEZE_LEVELS
 
@@ -229,7 +231,8 @@ def plot_freeze(summary: Sequence[Mapping[str, Any]], metric: str, out_png: Path
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
     return out_png
 
@@ -260,7 +263,8 @@ def plot_data_efficiency(summary: Sequence[Mapping[str, Any]], metric: str, out_
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
     return out_png
 
@@ -275,7 +279,7 @@ def _check_same_base(out: Path, base: Mapping[str, Any], test_file: str) -> None
                               f"(see {path}); use another --out, or delete the folder to start over")
         return
     out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=1, default=str))
+    atomic_write_text(path, json.dumps(record, indent=1, default=str))
 
 
 def run_ablation(
@@ -344,16 +348,17 @@ def write_outputs(out: Path, rows: Sequence[Mapping[str, Any]], metric: str = "p
     """ablation.md, ablation_runs.csv, ablation.json and the two plots."""
     summary = summarize(rows)
     table = markdown_table(summary)
-    (out / "ablation.md").write_text(
+    atomic_write_text(out / "ablation.md",
         "# Frozen-layer ablation\n\nMean ± sample standard deviation over seeds; every run scored on the "
         "same test file.\n\n" + table + "\n\n![frozen depth](ablation_freeze.png)\n\n"
         "![data efficiency](ablation_data_efficiency.png)\n", encoding="utf-8")
-    with (out / "ablation_runs.csv").open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["arm"])
-        writer.writeheader()
-        writer.writerows(rows)
+    table_csv = io.StringIO(newline="")
+    writer = csv.DictWriter(table_csv, fieldnames=list(rows[0]) if rows else ["arm"])
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out / "ablation_runs.csv", table_csv.getvalue())
     result = {"metric": metric, "runs": list(rows), "summary": summary}
-    (out / "ablation.json").write_text(json.dumps(result, indent=1, allow_nan=True))
+    atomic_write_text(out / "ablation.json", json.dumps(result, indent=1, allow_nan=True))
     plot_freeze(summary, metric, out / "ablation_freeze.png")
     plot_data_efficiency(summary, metric, out / "ablation_data_efficiency.png", pool_size)
     print(f"\n{table}\n\nwrote {out / 'ablation.md'}, ablation_runs.csv, ablation.json, ablation_freeze.png, "

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from crosspose.core.io import atomic_write_text
 from crosspose.core.skeletons import MACAQUE, MPII
 from crosspose.data.coco import load_coco_keypoints, split_by_image
 from crosspose.data.macaquepose import read_macaquepose
@@ -154,7 +155,7 @@ def run_demo(out: Path, profile: Profile) -> Path:
     stage = _Stages(8)
     t_start = time.perf_counter()
     files = _prepare_data(out, p, stage)
-    (out / "profile.json").write_text(json.dumps(asdict(p), indent=1))
+    atomic_write_text(out / "profile.json", json.dumps(asdict(p), indent=1))
 
     stage(f"pretrain on macaques ({p.backbone}, {p.input_size} px, {p.pretrain_steps} steps)")
     pre_dir = out / "pretrain_macaque"
@@ -200,10 +201,10 @@ def run_demo(out: Path, profile: Profile) -> Path:
     for name, run_dir in (("transfer", out / f"transfer_seed{p.seeds[0]}"), ("scratch", out / f"scratch_seed{p.seeds[0]}")):
         preds = json.loads((run_dir / "predictions.json").read_text())
         draw_predictions(gt, preds, out / f"samples_{name}.png", n=6)
-    with report.open("a", encoding="utf-8") as fh:
-        fh.write("\n## Predictions on test images (green: ground truth, red: prediction)\n\n"
-                 "Transfer: ![transfer samples](samples_transfer.png)\n\n"
-                 "Scratch: ![scratch samples](samples_scratch.png)\n")
+    atomic_write_text(report, report.read_text(encoding="utf-8")
+                      + "\n## Predictions on test images (green: ground truth, red: prediction)\n\n"
+                      "Transfer: ![transfer samples](samples_transfer.png)\n\n"
+                      "Scratch: ![scratch samples](samples_scratch.png)\n")
     print(f"\nreport: {report}  ({time.perf_counter() - t_start:.0f} s)")
     return report
 

@@ -12,6 +12,7 @@ from lightning.pytorch.cli import OptimizerCallable
 
 from crosspose.core.codecs import build_codec
 from crosspose.core.errors import ConfigError
+from crosspose.core.io import atomic_write_text
 from crosspose.models.freeze import FreezeLevel, freeze_backbone
 from crosspose.models.inference import inference_copy
 from crosspose.models.network import NormMode, PoseNetwork
@@ -316,6 +317,5 @@ def write_evaluation(out_dir: Path, predictions: list[dict[str, Any]], metrics: 
     from crosspose.evaluation.score import write_metrics
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    with (out_dir / "predictions.json").open("w", encoding="utf-8") as fh:
-        json.dump(predictions, fh)
+    atomic_write_text(out_dir / "predictions.json", json.dumps(predictions))
     write_metrics(metrics, out_dir / "metrics.json")

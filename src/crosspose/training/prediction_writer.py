@@ -10,6 +10,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import BasePredictionWriter
 
+from crosspose.core.io import atomic_write_text
 from crosspose.data.dataset import ImageFolderDataset
 from crosspose.training.module import prediction_record
 
@@ -46,5 +47,5 @@ class PredictionWriter(BasePredictionWriter):
         out_dir.mkdir(parents=True, exist_ok=True)
         name = "predictions.json" if trainer.world_size == 1 else f"predictions.rank{trainer.global_rank}.json"
         self.path = out_dir / name
-        self.path.write_text(json.dumps(records))
+        atomic_write_text(self.path, json.dumps(records))
         print(f"wrote {len(records)} predictions to {self.path}")

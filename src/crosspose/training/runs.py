@@ -19,6 +19,7 @@ import lightning as L
 import yaml
 from lightning.pytorch.loggers import CSVLogger
 
+from crosspose.core.io import atomic_write_text
 from crosspose.data.datamodule import PoseDataModule
 from crosspose.data.transforms import Augmentation
 from crosspose.training.checkpointing import load_checkpoint
@@ -73,7 +74,7 @@ def _finish(run_dir: Path, module: PoseEstimationModule, seconds: float, global_
     """
     metrics = dict(module.last_metrics or {})
     metrics["run"] = {"seconds": round(seconds, 1), "global_step": global_step}
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))  # written last: the "finished" marker
     return metrics
 
 
@@ -93,7 +94,7 @@ def train_and_test(
     if done is not None:
         return done
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(_plain(
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(_plain(
         {"seed_everything": seed, "model": dict(model), "data": dict(data), "trainer": dict(trainer)}),
         sort_keys=False))
     L.seed_everything(seed, workers=True, verbose=False)
