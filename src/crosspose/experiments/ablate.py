@@ -50,6 +50,7 @@ from crosspose.core.errors import ConfigError
 from crosspose.core.io import atomic_path, atomic_write_text
 from crosspose.data.coco import load_coco_keypoints, save_coco_keypoints
 from crosspose.models.freeze import FREEZE_LEVELS
+from crosspose.training.run_folder import FolderLock
 
 __all__ = ["GridRun", "read_base_config", "grid", "write_subset", "summarize", "markdown_table",
            "plot_freeze", "plot_data_efficiency", "run_ablation", "configure_parser", "run"]
@@ -333,8 +334,8 @@ def run_ablation(
             run_model.pop("init_from", None)
             run_model.pop("heads", None)
         run_data = {**data, "train_file": str(train_file), "test_file": str(test_file), "seed": cell.seed}
-        metrics = (load_run_metrics(run_dir) if reused else
-                   train_and_test(run_dir, run_model, run_data, trainer, seed=cell.seed))
+        # reused or not, through train_and_test: it refuses a folder of another configuration
+        metrics = train_and_test(run_dir, run_model, run_data, trainer, seed=cell.seed)
         row = {"arm": cell.arm, "freeze": cell.freeze, "subset": cell.subset, "seed": cell.seed,
                **_scalars(metrics), "seconds": metrics.get("run", {}).get("seconds"), "run_dir": str(run_dir)}
         rows.append(row)
@@ -402,6 +403,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-file", default=None, help="test COCO file (default: data.test_file)")
     parser.add_argument("--metric", choices=sorted(METRICS), default="pckh", help="metric of the plots")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default runs/ablate/<config name>)")
+    parser.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                        help="when another crosspose process works in --out, wait this long for it (default: "
+                             "stop at once)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -412,6 +416,7 @@ def run(args: argparse.Namespace) -> int:
     arms = args.arms or (list(ARMS) if base["model"].get("init_from") else ["scratch"])
     freeze = args.freeze or [base["model"].get("freeze", "none")]
     out = args.out or Path("runs/ablate") / args.config.stem
-    run_ablation(base, out, freeze, args.subset, range(args.first_seed, args.first_seed + args.seeds), arms,
-                 args.test_file, args.metric)
+    with FolderLock(out, "crosspose ablate", wait=args.wait):
+        run_ablation(base, out, freeze, args.subset, range(args.first_seed, args.first_seed + args.seeds), arms,
+                     args.test_file, args.metric)
     return 0

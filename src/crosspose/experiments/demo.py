@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from crosspose.core.errors import ConfigError
 from crosspose.core.io import atomic_write_text
 from crosspose.core.skeletons import MACAQUE, MPII
 from crosspose.data.coco import load_coco_keypoints, split_by_image
@@ -35,6 +36,7 @@ from crosspose.data.macaquepose import read_macaquepose
 from crosspose.data.mpii import read_mpii
 from crosspose.data.synth import generate
 from crosspose.evaluation.report import draw_predictions, write_report
+from crosspose.training.run_folder import FolderLock, config_differences
 from crosspose.training.runs import test_checkpoint, train_and_test
 
 __all__ = ["Profile", "PROFILES", "run_demo", "configure_parser", "run"]
@@ -152,6 +154,7 @@ def run_demo(out: Path, profile: Profile) -> Path:
     """Run every stage into ``out``; returns the report path."""
     out.mkdir(parents=True, exist_ok=True)
     p = profile
+    _check_same_profile(out, p)
     stage = _Stages(8)
     t_start = time.perf_counter()
     files = _prepare_data(out, p, stage)
@@ -209,6 +212,21 @@ def run_demo(out: Path, profile: Profile) -> Path:
     return report
 
 
+def _check_same_profile(out: Path, p: Profile) -> None:
+    """Stages are reused by folder: refuse a folder that holds another profile's stages."""
+    path = out / "profile.json"
+    if not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        old = {"profile.json": "unreadable"}
+    diff = config_differences(old, asdict(p))
+    if diff:
+        raise ConfigError(f"{out}: holds a demo run of another profile ({'; '.join(diff[:4])}); its stages "
+                          "would be mixed with this one's: use another --out, or delete the folder to start over")
+
+
 def _mean_sd(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.3f} (1 seed, no spread)"
@@ -254,6 +272,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
     parser.add_argument("--seeds", type=str, default=None, help="comma-separated seeds of transfer/scratch")
     parser.add_argument("--workers", type=int, default=None, help="data-loader processes")
+    parser.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                        help="when another crosspose process works in --out, wait this long for it (default: "
+                             "stop at once)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -262,5 +283,6 @@ def run(args: argparse.Namespace) -> int:
         profile = replace(profile, seeds=tuple(int(s) for s in args.seeds.split(",")))
     if args.workers is not None:
         profile = replace(profile, num_workers=args.workers)
-    run_demo(args.out, profile)
+    with FolderLock(args.out, "crosspose demo", wait=args.wait):
+        run_demo(args.out, profile)
     return 0

@@ -20,6 +20,7 @@ from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.plugins.io import CheckpointIO
 
+from crosspose.core.errors import ConfigError
 from crosspose.data.datamodule import PoseDataModule
 from crosspose.training.checkpointing import AtomicCheckpointIO, LastCheckpoint, load_checkpoint
 from crosspose.training.module import PoseEstimationModule
@@ -76,6 +77,18 @@ class CrossposeCLI(LightningCLI):
             run=run,
             parser_kwargs={"default_env": False},
         )
+
+    def before_fit(self) -> None:
+        """A fit without --ckpt_path into a folder that already holds checkpoints would overwrite them."""
+        config = self.config[self.subcommand]
+        if config.get("ckpt_path") or self.trainer.fast_dev_run:
+            return
+        folder = Path(self.trainer.default_root_dir) / "checkpoints"
+        found = sorted(p.name for p in folder.glob("*.ckpt")) if folder.is_dir() else []
+        if found:
+            raise ConfigError(f"{folder.parent}: this run folder already holds checkpoints ({', '.join(found)}) "
+                              "of an earlier fit; continue it with --ckpt_path last, or give another "
+                              "--trainer.default_root_dir")
 
     def _parse_ckpt_path(self) -> None:
         # LightningCLI reads --ckpt_path's hyperparameters before any trainer exists: a missing,

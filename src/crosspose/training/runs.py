@@ -25,6 +25,7 @@ from crosspose.data.transforms import Augmentation
 from crosspose.training.checkpointing import load_checkpoint
 from crosspose.training.cli import run_checkpoints, trainer_defaults, with_atomic_checkpoints
 from crosspose.training.module import PoseEstimationModule
+from crosspose.training.run_folder import check_reusable, load_finished_metrics, record_config
 
 __all__ = ["train_and_test", "test_checkpoint", "load_run_metrics"]
 
@@ -44,8 +45,8 @@ def _plain(value: Any) -> Any:
 
 
 def load_run_metrics(run_dir: Path) -> dict[str, Any] | None:
-    path = Path(run_dir) / "metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    """A finished run's metrics.json; None while unfinished (a broken marker counts as unfinished)."""
+    return load_finished_metrics(run_dir)
 
 
 def _datamodule(data: Mapping[str, Any]) -> PoseDataModule:
@@ -90,13 +91,14 @@ def train_and_test(
     Returns the metrics.json content. Reuses a finished run; resumes an unfinished one.
     """
     run_dir = Path(run_dir)
+    config = _plain({"seed_everything": seed, "model": dict(model), "data": dict(data), "trainer": dict(trainer)})
+    check_reusable(run_dir, config)  # never resume or report a run of another configuration
     done = load_run_metrics(run_dir)
     if done is not None:
         return done
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(_plain(
-        {"seed_everything": seed, "model": dict(model), "data": dict(data), "trainer": dict(trainer)}),
-        sort_keys=False))
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    record_config(run_dir, config)
     L.seed_everything(seed, workers=True, verbose=False)
     start = time.perf_counter()
     module = PoseEstimationModule(**model)
@@ -120,10 +122,13 @@ def test_checkpoint(
 ) -> dict[str, Any]:
     """Score a checkpoint on ``data.test_file`` (any skeleton: shared joints are matched by name)."""
     out_dir = Path(out_dir)
+    config = _plain({"checkpoint": str(checkpoint), "data": dict(data), "trainer": dict(trainer or {})})
+    check_reusable(out_dir, config)
     done = load_run_metrics(out_dir)
     if done is not None:
         return done
     out_dir.mkdir(parents=True, exist_ok=True)
+    record_config(out_dir, config)
     start = time.perf_counter()
     load_checkpoint(checkpoint)  # one-line errors for a missing, corrupt or code-carrying file
     module = PoseEstimationModule.load_from_checkpoint(str(checkpoint), map_location="cpu", weights_only=True)
