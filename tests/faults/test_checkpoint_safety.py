@@ -102,3 +102,56 @@ def test_missing_and_corrupt_ckpt_path_are_one_line(tmp_path: Path, capsys: pyte
     assert main(["test", "--ckpt_path", str(corrupt), *common]) == 2
     err = capsys.readouterr().err.strip()
     assert str(corrupt) in err and "Traceback" not in err and len(err.splitlines()) == 1, err
+
+
+def _fit_args(tmp_path: Path, run: Path) -> list[str]:
+    data = write_tiny_coco(tmp_path / "d", count=4, size=48)
+    return ["fit", "--data.train_file", str(data), "--data.val_file", str(data), "--trainer.max_epochs", "1",
+            "--trainer.default_root_dir", str(run), *FAST]
+
+
+def test_a_file_where_the_checkpoint_folder_should_be_is_one_line(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoints").write_text("not a folder")
+    assert main(_fit_args(tmp_path, run)) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(run / "checkpoints") in err and "Traceback" not in err and len(err.splitlines()) == 1, err
+
+
+def test_a_failing_checkpoint_write_fails_the_run_and_keeps_the_old_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The target is unwritable (simulated: os.replace fails, as on a read-only or full filesystem)."""
+    import crosspose.core.io as core_io
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    real_replace = os.replace
+
+    def refuse(src: str, dst: str) -> None:
+        if str(dst).endswith(".ckpt"):
+            raise OSError(30, "Read-only file system")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(core_io.os, "replace", refuse)
+    assert main(_fit_args(tmp_path, run)) == 2  # Lightning's own writer would end with 0 and no checkpoint
+    err = capsys.readouterr().err.strip()
+    assert "cannot write the checkpoint" in err and "Read-only" in err and "Traceback" not in err, err
+    assert not list((run / "checkpoints").iterdir()), "a temp file was left behind"
+
+
+def test_atomic_checkpoint_io_keeps_the_previous_file_when_a_write_dies(tmp_path: Path) -> None:
+    from crosspose.training.checkpointing import AtomicCheckpointIO
+
+    class Dies(AtomicCheckpointIO):
+        def write(self, checkpoint: dict, tmp: Path) -> None:
+            tmp.write_bytes(b"half")
+            raise OSError(28, "No space left on device")
+
+    target = tmp_path / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"global_step": 1}, target)
+    with pytest.raises(CheckpointError, match="No space left"):
+        Dies().save_checkpoint({"global_step": 2}, target)
+    assert AtomicCheckpointIO().load_checkpoint(target)["global_step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
