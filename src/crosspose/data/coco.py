@@ -249,12 +249,17 @@ def save_coco_keypoints(
     return path
 
 
+def _image_files(coco: CocoKeypoints) -> set[Path]:
+    return {coco.image_path(i).resolve() for i in coco.images}
+
+
 def split_by_image(
     source: str | PathLike[str],
     parts: Mapping[str, int | float],
     seed: int = 0,
     out: str | PathLike[str] | None = None,
     exclude: Sequence[str | PathLike[str]] = (),
+    overwrite: bool = False,
 ) -> dict[str, Path]:
     """Split a COCO file by image into named parts, written as ``<out stem>_<part>.json``.
 
@@ -266,7 +271,9 @@ def split_by_image(
         exclude: files whose images are left out of every part (e.g. a held-out test set),
             matched by image file path.
 
-    An existing output is kept as it is, so a pipeline can call this again cheaply.
+    An existing output holding exactly this split's images is kept as it is (a pipeline can call
+    this again cheaply); one holding other images -- a stale output of an earlier split -- is an
+    error unless ``overwrite``. No labelled image, or a part that would get none, is an error.
     """
     coco = load_coco_keypoints(source)
     banned = set()
@@ -275,6 +282,9 @@ def split_by_image(
         banned |= {o.image_path(i).resolve() for i in o.images}
     ids = sorted({a["image_id"] for a in coco.instances()
                   if coco.image_path(a["image_id"]).resolve() not in banned})
+    if not ids:
+        why = " (every image is in an excluded file)" if banned and coco.instances() else ""
+        raise DataFormatError(source, f"no image with a labelled instance to split{why}")
     order = np.random.default_rng(seed).permutation(len(ids))
     ids = [ids[i] for i in order]
     stem = Path(out) if out is not None else Path(source)
@@ -286,9 +296,16 @@ def split_by_image(
             int(round(size * len(ids))) if isinstance(size, float) else int(size))
         if n > len(ids) - start:
             raise DataFormatError(source, f"cannot take {n} images for '{name}': only {len(ids) - start} left")
+        if n <= 0:
+            raise DataFormatError(source, f"the '{name}' part would get no image (of {len(ids)}); use a larger "
+                                          "share or more images")
         path = stem.with_name(f"{stem.stem}_{name}.json")
-        if not path.is_file():
-            coco.save_subset(path, ids[start:start + n])
+        chosen = ids[start:start + n]
+        if not path.is_file() or overwrite:
+            coco.save_subset(path, chosen)
+        elif _image_files(load_coco_keypoints(path)) != {coco.image_path(i).resolve() for i in chosen}:
+            raise DataFormatError(path, f"exists from an earlier split with other images than this split's "
+                                        f"'{name}' part; delete it, choose another --out, or overwrite it (--force)")
         written[name] = path
         start += n
     return written
