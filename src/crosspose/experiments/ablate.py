@@ -350,9 +350,9 @@ def write_outputs(out: Path, rows: Sequence[Mapping[str, Any]], metric: str = "p
     summary = summarize(rows)
     table = markdown_table(summary)
     atomic_write_text(out / "ablation.md",
-        "# Frozen-layer ablation\n\nMean ± sample standard deviation over seeds; every run scored on the "
-        "same test file.\n\n" + table + "\n\n![frozen depth](ablation_freeze.png)\n\n"
-        "![data efficiency](ablation_data_efficiency.png)\n", encoding="utf-8")
+                      "# Frozen-layer ablation\n\nMean ± sample standard deviation over seeds; every run scored "
+                      "on the same test file.\n\n" + table + "\n\n![frozen depth](ablation_freeze.png)\n\n"
+                      "![data efficiency](ablation_data_efficiency.png)\n")
     table_csv = io.StringIO(newline="")
     writer = csv.DictWriter(table_csv, fieldnames=list(rows[0]) if rows else ["arm"])
     writer.writeheader()
