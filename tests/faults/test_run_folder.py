@@ -114,3 +114,10 @@ def test_fit_refuses_a_run_folder_with_checkpoints_unless_resuming(tmp_path: Pat
     err = capsys.readouterr().err
     assert "--ckpt_path last" in err and str(run) in err
     assert (run / "checkpoints" / "last.ckpt").read_bytes() == b"earlier run"
+
+
+def test_loader_workers_and_display_settings_do_not_count_as_another_config(tmp_path: Path) -> None:
+    record_config(tmp_path, {"data": {"num_workers": 2, "batch_size": 8}, "trainer": {"enable_progress_bar": True}})
+    check_reusable(tmp_path, {"data": {"num_workers": 0, "batch_size": 8}, "trainer": {"enable_progress_bar": False}})
+    with pytest.raises(ConfigError, match="batch_size"):
+        check_reusable(tmp_path, {"data": {"num_workers": 2, "batch_size": 4}})

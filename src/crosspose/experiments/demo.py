@@ -221,7 +221,9 @@ def _check_same_profile(out: Path, p: Profile) -> None:
         old = json.loads(path.read_text(encoding="utf-8"))
     except ValueError:
         old = {"profile.json": "unreadable"}
-    diff = config_differences(old, asdict(p))
+    # more or fewer seeds reuse the shared stages and the seeds' own run folders: not a mix
+    diff = config_differences({k: v for k, v in old.items() if k != "seeds"},
+                              {k: v for k, v in asdict(p).items() if k != "seeds"})
     if diff:
         raise ConfigError(f"{out}: holds a demo run of another profile ({'; '.join(diff[:4])}); its stages "
                           "would be mixed with this one's: use another --out, or delete the folder to start over")

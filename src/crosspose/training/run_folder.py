@@ -29,6 +29,9 @@ __all__ = ["RUN_RECORD", "FINISHED_MARKER", "FolderLock", "check_reusable", "con
 RUN_RECORD = "run.json"
 FINISHED_MARKER = "metrics.json"
 LOCK_NAME = ".crosspose.lock"
+NO_EFFECT_ON_RESULTS = frozenset({"num_workers", "pin_memory", "enable_progress_bar", "enable_model_summary",
+                                  "log_every_n_steps"})
+"""Settings (last dotted component) that change speed or display, never a number: ignored in comparisons."""
 
 
 def _plain(value: Any) -> Any:
@@ -50,6 +53,8 @@ def config_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[s
     a, b = _flatten(_plain(old)), _flatten(_plain(new))
     lines = []
     for key in sorted(set(a) | set(b)):
+        if key.rsplit(".", 1)[-1] in NO_EFFECT_ON_RESULTS:
+            continue
         if a.get(key, "<unset>") != b.get(key, "<unset>"):
             lines.append(f"{key}: {a.get(key, '<unset>')!r} -> {b.get(key, '<unset>')!r}")
     return lines
