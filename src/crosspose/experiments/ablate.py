@@ -294,7 +294,8 @@ def run_ablation(
     metric: str = "pckh",
 ) -> dict[str, Any]:
     """Run (or reuse) every cell, then write the table, CSV, JSON and plots; returns ablation.json."""
-    from crosspose.training.runs import load_run_metrics, train_and_test
+    from crosspose.training.run_folder import check_reusable
+    from crosspose.training.runs import load_run_metrics, run_config, train_and_test
 
     out = Path(out)
     model, data, trainer = dict(base["model"]), dict(base["data"]), dict(base["trainer"])
@@ -334,8 +335,10 @@ def run_ablation(
             run_model.pop("init_from", None)
             run_model.pop("heads", None)
         run_data = {**data, "train_file": str(train_file), "test_file": str(test_file), "seed": cell.seed}
-        # reused or not, through train_and_test: it refuses a folder of another configuration
-        metrics = train_and_test(run_dir, run_model, run_data, trainer, seed=cell.seed)
+        if reused:  # a finished folder of another configuration is refused, never tabulated
+            check_reusable(run_dir, run_config(run_model, run_data, trainer, cell.seed))
+        metrics = (load_run_metrics(run_dir) if reused else
+                   train_and_test(run_dir, run_model, run_data, trainer, seed=cell.seed))
         row = {"arm": cell.arm, "freeze": cell.freeze, "subset": cell.subset, "seed": cell.seed,
                **_scalars(metrics), "seconds": metrics.get("run", {}).get("seconds"), "run_dir": str(run_dir)}
         rows.append(row)

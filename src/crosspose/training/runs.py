@@ -27,7 +27,7 @@ from crosspose.training.cli import run_checkpoints, trainer_defaults, with_atomi
 from crosspose.training.module import PoseEstimationModule
 from crosspose.training.run_folder import check_reusable, load_finished_metrics, record_config
 
-__all__ = ["train_and_test", "test_checkpoint", "load_run_metrics"]
+__all__ = ["train_and_test", "test_checkpoint", "load_run_metrics", "run_config"]
 
 _QUIET = {"enable_model_summary": False}
 
@@ -79,6 +79,12 @@ def _finish(run_dir: Path, module: PoseEstimationModule, seconds: float, global_
     return metrics
 
 
+def run_config(model: Mapping[str, Any], data: Mapping[str, Any], trainer: Mapping[str, Any],
+               seed: int = 0) -> dict[str, Any]:
+    """The resolved config :func:`train_and_test` records (and compares before reusing a folder)."""
+    return _plain({"seed_everything": seed, "model": dict(model), "data": dict(data), "trainer": dict(trainer)})
+
+
 def train_and_test(
     run_dir: str | Path,
     model: Mapping[str, Any],
@@ -91,7 +97,7 @@ def train_and_test(
     Returns the metrics.json content. Reuses a finished run; resumes an unfinished one.
     """
     run_dir = Path(run_dir)
-    config = _plain({"seed_everything": seed, "model": dict(model), "data": dict(data), "trainer": dict(trainer)})
+    config = run_config(model, data, trainer, seed)
     check_reusable(run_dir, config)  # never resume or report a run of another configuration
     done = load_run_metrics(run_dir)
     if done is not None:
