@@ -37,3 +37,19 @@ def shared_fixtures() -> Path:
     if not SHARED_FIXTURES.is_dir():
         pytest.skip(f"real fixtures folder {SHARED_FIXTURES} is absent")
     return SHARED_FIXTURES
+
+
+@pytest.fixture
+def tiny_timm_backbones(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every timm ResNet built as resnet18: a config's wiring is tested, not its backbone's size.
+
+    (torchgeo's trainer tests do the same with ``timm.create_model``.)
+    """
+    import timm
+
+    real = timm.create_model
+
+    def tiny(name: str, *args: object, **kwargs: object) -> object:
+        return real("resnet18", *args, **kwargs)
+
+    monkeypatch.setattr(timm, "create_model", tiny)

@@ -1,3 +1,5 @@
+"""``python -m crosspose``: the same as the ``crosspose`` command."""
+
 import sys
 
 from crosspose.cli import main

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 import warnings
@@ -25,13 +26,14 @@ LIGHTNING_COMMANDS: dict[str, str] = {
 }
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "prepare": ("crosspose.data.prepare", "convert MacaquePose / MPII releases to COCO keypoints"),
+    "prepare": ("crosspose.data.prepare", "convert MacaquePose / MPII / DeepLabCut projects to COCO keypoints"),
     "synth": ("crosspose.data.synth.cli", "generate the procedural two-species data set"),
     "score": ("crosspose.evaluation.score", "score predictions against ground truth (the paper's metrics)"),
     "report": ("crosspose.evaluation.report", "compare metrics.json files: Table-1 markdown and plots"),
     "demo": ("crosspose.experiments.demo", "the paper's experiment end to end on the synthetic data"),
     "ablate": ("crosspose.experiments.ablate", "frozen-layer x data-size x seed ablation grid"),
     "benchmark": ("crosspose.benchmark.run", "throughput side by side with DeepLabCut 3"),
+    "convert": ("crosspose.convert.cli", "DeepLabCut 2 (TF) / 3 (PyTorch) and TF-slim models -> crosspose checkpoints"),
 }
 
 
@@ -69,7 +71,14 @@ def _worker_error(exc: RuntimeError) -> str | None:
     return None
 
 
+def _first_line(text: str) -> str:
+    """Jsonargparse nests the reason under several lines of context: keep the most specific line."""
+    lines = [ln.strip(" -").rstrip(":") for ln in text.strip().splitlines() if ln.strip(" -")]
+    return ": ".join(lines[:1] + [ln for ln in lines[1:] if "Expected" in ln or "Not a" in ln][:1]) or text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``crosspose COMMAND ...``; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         print(_usage())
@@ -85,6 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=r".*callbacks used to create the checkpoint.*")
     warnings.filterwarnings("ignore", message=r".*litlogger.*")
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # our modules log their progress lines
     try:
         if command in LIGHTNING_COMMANDS:
             from crosspose.training.cli import run_lightning_cli
@@ -105,6 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if worker_error is None:
             raise
         print(f"crosspose {command}: error: {worker_error}", file=sys.stderr)
+        return 2
+    except argparse.ArgumentError as exc:  # jsonargparse's too: a wrong option name or type
+        print(f"crosspose {command}: error: {_first_line(str(exc))} (see crosspose {command} --help)",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"crosspose {command}: interrupted", file=sys.stderr)

@@ -23,7 +23,8 @@ from lightning.pytorch import Callback
 
 from crosspose.data.coco import save_coco_keypoints
 
-__all__ = ["REPO", "SHARED_FIXTURES", "TINY_JOINTS", "CrashAfterEpoch", "CrashAtStep", "KillDuringCheckpointWrite", "requires_fixture", "write_tiny_coco"]
+__all__ = ["REPO", "SHARED_FIXTURES", "TINY_JOINTS", "CrashAfterEpoch", "CrashAtStep", "KillDuringCheckpointWrite",
+           "requires_fixture", "write_tiny_coco", "write_tiny_deeplabcut_project"]
 
 REPO = Path(__file__).resolve().parents[2]
 """The checkout root (meaningful in a source checkout, where the tests run)."""
@@ -67,6 +68,83 @@ def write_tiny_coco(folder: Path, count: int = 12, size: int = 96, seed: int = 0
     links = [[1, j] for j in range(2, len(joints) + 1)]
     category = {"id": 1, "name": "toy", "keypoints": list(joints), "skeleton": links}
     return save_coco_keypoints(folder / name, images, annotations, category)
+
+
+def write_tiny_deeplabcut_project(
+    root: Path,
+    bodyparts: tuple[str, ...] = ("snout", "left_ear", "right_ear", "tailbase"),
+    individuals: tuple[str, ...] | None = None,
+    unique: tuple[str, ...] = (),
+    videos: tuple[str, ...] = ("video1",),
+    frames: int = 4,
+    size: tuple[int, int] = (80, 64),
+    formats: tuple[str, ...] = ("h5", "csv"),
+    path_index: bool = False,
+    scorer: str = "Tester",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """A DeepLabCut project in DeepLabCut's own layout, written with pandas as DeepLabCut writes it.
+
+    ``individuals`` makes it multi-animal (``unique`` adds unique bodyparts under ``single``);
+    ``path_index`` indexes rows by path parts (DeepLabCut >= 2.2) instead of one path string. Frame
+    ``f`` leaves joint ``f % len(bodyparts)`` of the first individual unlabelled (an empty cell).
+    Returns ``{image path relative to root: {individual: {bodypart: (x, y) or None}}}``.
+    """
+    import pandas as pd
+    import yaml
+
+    rng = np.random.default_rng(seed)
+    width, height = size
+    multi = individuals is not None
+    inds = list(individuals or ("",))
+    config: dict[str, Any] = {"Task": "tiny", "scorer": scorer, "date": "Jan1", "TrainingFraction": [0.75],
+                              "skeleton": [[bodyparts[0], bodyparts[1]], [bodyparts[0], bodyparts[-1]]],
+                              "video_sets": {f"/videos/{v}.mp4": {"crop": f"0, {width}, 0, {height}"}
+                                             for v in videos}}
+    if multi:
+        config.update(multianimalproject=True, individuals=inds, multianimalbodyparts=list(bodyparts),
+                      uniquebodyparts=list(unique), bodyparts="MULTI!")
+    else:
+        config.update(multianimalproject=False, bodyparts=list(bodyparts))
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    labels: dict[str, Any] = {}
+    columns = [(scorer, ind, part, c) for ind in inds for part in bodyparts for c in "xy"]
+    if multi and unique:
+        columns += [(scorer, "single", part, c) for part in unique for c in "xy"]
+    for video in videos:
+        folder = root / "labeled-data" / video
+        folder.mkdir(parents=True, exist_ok=True)
+        rows, index = [], []
+        for f in range(frames):
+            name = f"img{f:03d}.png"
+            img = rng.integers(0, 80, (height, width, 3), dtype=np.uint8)
+            row, truth = [], {}
+            for i, ind in enumerate(inds + (["single"] if multi and unique else [])):
+                parts = unique if ind == "single" else bodyparts
+                truth[ind] = {}
+                for j, part in enumerate(parts):
+                    x, y = rng.uniform(0.15 * width, 0.85 * width), rng.uniform(0.15 * height, 0.85 * height)
+                    if i == 0 and j == f % len(parts):
+                        truth[ind][part] = None
+                        row += [np.nan, np.nan]
+                        continue
+                    cv2.circle(img, (int(round(x)), int(round(y))), 3, _COLOURS[j % len(_COLOURS)], -1)
+                    truth[ind][part] = (float(x), float(y))
+                    row += [x, y]
+            cv2.imwrite(str(folder / name), img[:, :, ::-1])
+            rows.append(row)
+            index.append(("labeled-data", video, name))
+            labels[f"labeled-data/{video}/{name}"] = truth
+        names = ["scorer", "individuals", "bodyparts", "coords"] if multi else ["scorer", "bodyparts", "coords"]
+        cols = pd.MultiIndex.from_tuples([c if multi else (c[0], c[2], c[3]) for c in columns], names=names)
+        idx = pd.MultiIndex.from_tuples(index) if path_index else pd.Index(["/".join(t) for t in index])
+        df = pd.DataFrame(np.asarray(rows, np.float64), index=idx, columns=cols)
+        if "h5" in formats:
+            df.to_hdf(folder / f"CollectedData_{scorer}.h5", key="df_with_missing", mode="w")
+        if "csv" in formats:
+            df.to_csv(folder / f"CollectedData_{scorer}.csv")
+    return labels
 
 
 class CrashAfterEpoch(Callback):

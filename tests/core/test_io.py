@@ -44,7 +44,7 @@ def test_nan_is_refused(tmp_path: Path) -> None:
 def test_read_only_folder_is_an_oserror_naming_the_file(tmp_path: Path) -> None:
     tmp_path.chmod(0o500)
     try:
-        with pytest.raises(OSError, match="metrics.json"):
+        with pytest.raises(OSError, match=r"metrics\.json"):
             atomic_write_text(tmp_path / "metrics.json", "x")
     finally:
         tmp_path.chmod(0o700)

@@ -13,8 +13,9 @@ from crosspose import cli
 from crosspose.core.errors import DataFormatError
 from crosspose.core.skeletons import MPII
 from crosspose.data.coco import load_coco_keypoints, save_coco_keypoints
-from crosspose.evaluation.report import draw_predictions, load_metrics, markdown_table, write_report
-from crosspose.evaluation.score import evaluate, write_metrics
+from crosspose.evaluation.report import draw_predictions, markdown_table, write_report
+from crosspose.evaluation.results import load_metrics, write_metrics
+from crosspose.evaluation.score import evaluate
 
 
 def _gt(tmp_path: Path, n: int = 4, images: bool = True) -> Path:

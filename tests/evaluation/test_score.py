@@ -13,13 +13,13 @@ from crosspose import cli
 from crosspose.core.errors import ConfigError, CrossposeError, DataFormatError
 from crosspose.core.skeletons import MACAQUE, MPII, SHARED_LIMB_JOINTS
 from crosspose.data.coco import load_coco_keypoints, save_coco_keypoints
+from crosspose.evaluation.results import write_metrics
 from crosspose.evaluation.score import (
     evaluate,
     format_table,
     load_predictions,
     read_keypoint_names,
     resolve_joints,
-    write_metrics,
 )
 from crosspose.testing import SHARED_FIXTURES
 
@@ -370,7 +370,7 @@ def test_pairing_by_annotation_id_on_multi_person_images(tmp_path):
     assert evaluate(gt, preds)["pckh"]["mean"] == 100.0
     with pytest.raises(DataFormatError, match="annotation_id"):   # pairing needed
         evaluate(gt, _preds_from_gt(gt_path))
-    dup = preds + [preds[0]]
+    dup = [*preds, preds[0]]
     with pytest.raises(DataFormatError, match="second prediction"):
         evaluate(gt, dup)
     mixed = [dict(preds[0])] + [{k: v for k, v in p.items() if k != "annotation_id"} for p in preds[1:]]

@@ -51,7 +51,7 @@ def test_pretrained_offline_fails_with_a_clear_message(monkeypatch: pytest.Monke
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty cache: nothing to fall back on
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with pytest.raises(ConfigError, match="ImageNet weights.*pretrained: false"):
+    with pytest.raises(ConfigError, match=r"ImageNet weights.*pretrained: false"):
         PoseNetwork(num_keypoints=2, backbone="resnet18", pretrained=True)
 
 

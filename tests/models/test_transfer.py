@@ -23,9 +23,9 @@ def source_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = write_tiny_coco(root / "d", count=8, size=64, joints=SOURCE)
     files = {"train_file": str(data), "val_file": str(data), "test_file": str(data), "input_size": 64,
              "batch_size": 4, "num_workers": 0}
-    metrics = train_and_test(root / "run", {"num_keypoints": 4, "keypoint_names": list(SOURCE),
-                                            "backbone": "resnet18"},
-                             files, {"max_steps": 3, "enable_progress_bar": False}, seed=0)
+    metrics = train_and_test(root / "run", {
+        "seed_everything": 0, "model": {"num_keypoints": 4, "keypoint_names": list(SOURCE), "backbone": "resnet18"},
+        "data": files, "trainer": {"max_steps": 3, "enable_progress_bar": False}})
     assert metrics["run"]["global_step"] == 3
     return root / "run" / "checkpoints" / "last.ckpt"
 
@@ -59,9 +59,10 @@ def test_transfer_run_starts_its_step_counter_at_zero(source_checkpoint: Path, t
     data = write_tiny_coco(tmp_path / "d", count=8, size=64, joints=TARGET, seed=5)
     files = {"train_file": str(data), "val_file": str(data), "test_file": str(data), "input_size": 64,
              "batch_size": 4, "num_workers": 0}
-    metrics = train_and_test(tmp_path / "ft", {"num_keypoints": 3, "keypoint_names": list(TARGET),
-                                               "backbone": "resnet18", "init_from": str(source_checkpoint)},
-                             files, {"max_steps": 2, "enable_progress_bar": False}, seed=0)
+    metrics = train_and_test(tmp_path / "ft", {
+        "seed_everything": 0, "data": files, "trainer": {"max_steps": 2, "enable_progress_bar": False},
+        "model": {"num_keypoints": 3, "keypoint_names": list(TARGET), "backbone": "resnet18",
+                  "init_from": str(source_checkpoint)}})
     ckpt = torch.load(tmp_path / "ft" / "checkpoints" / "last.ckpt", weights_only=True)
     assert metrics["run"]["global_step"] == 2 and ckpt["global_step"] == 2  # not 3 + 2
     assert ckpt["lr_schedulers"][0]["last_epoch"] == 2
@@ -92,7 +93,7 @@ def test_keep_copies_heads_and_refuses_another_keypoint_count(source_checkpoint:
 
 
 def test_other_backbone_is_one_clear_error(source_checkpoint: Path) -> None:
-    with pytest.raises(CheckpointError, match="backbone is 'resnet18'.*'resnet34'"):
+    with pytest.raises(CheckpointError, match=r"backbone is 'resnet18'.*'resnet34'"):
         _target(source_checkpoint, "reinit", backbone="resnet34")
 
 

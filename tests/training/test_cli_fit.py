@@ -31,7 +31,7 @@ def _write_source_checkpoint(path: Path, backbone: str, names: list[str]) -> Pat
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[str(c.relative_to(REPO / "configs")) for c in CONFIGS])
-def test_every_config_runs_fit_with_fast_dev_run(config: Path, tmp_path: Path) -> None:
+def test_every_config_runs_fit_with_fast_dev_run(config: Path, tmp_path: Path, tiny_timm_backbones: None) -> None:
     cfg = yaml.safe_load(config.read_text())
     model = cfg.get("model", {})
     data = write_tiny_coco(tmp_path / "d", count=6)

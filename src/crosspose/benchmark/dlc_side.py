@@ -47,6 +47,7 @@ def _project(work: str) -> str:
 
 
 def prepare(work: str, images: str, size: int) -> dict:
+    """Create DeepLabCut's project from the benchmark images."""
     import cv2
     import deeplabcut
     import numpy as np
@@ -86,6 +87,7 @@ def prepare(work: str, images: str, size: int) -> dict:
 
 
 def train(work: str, steps: int, batch: int, size: int, device: str, backbone: str | None) -> dict:
+    """Time DeepLabCut's training steps."""
     import deeplabcut
     import torch
     from deeplabcut.pose_estimation_pytorch.runners import train as dlc_train
@@ -145,6 +147,7 @@ def _train_set_size(config: str) -> int:
 
 
 def infer(work: str, images: str, batch: int, device: str, repeats: int) -> dict:
+    """Time DeepLabCut's inference passes over the image folder."""
     import deeplabcut
     import torch
     from deeplabcut.pose_estimation_pytorch.apis.utils import get_pose_inference_runner
@@ -175,6 +178,7 @@ def infer(work: str, images: str, batch: int, device: str, repeats: int) -> dict
 
 
 def main(argv: list[str]) -> int:
+    """Run one phase and print its JSON result last."""
     phase, work = argv[0], argv[1]
     if phase == "prepare":
         result = prepare(work, argv[2], int(argv[3]))

@@ -224,6 +224,7 @@ def _time_model(module: Any, batch: dict[str, torch.Tensor], repeats: int, devic
 
 
 def main(argv: list[str]) -> int:
+    """Run one measurement phase in this child process and print its JSON result last."""
     phase, spec = argv[0], json.loads(argv[1])
     result = {"train": train_phase, "infer": infer_phase}[phase](spec)
     print(json.dumps(result))

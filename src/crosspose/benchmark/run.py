@@ -21,6 +21,7 @@ data waiting counts) or one pass over the image folder.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -36,8 +37,15 @@ import numpy as np
 from crosspose.core.errors import ConfigError
 from crosspose.core.io import atomic_path, atomic_write_text
 
-__all__ = ["configure_parser", "run", "make_synthetic_images", "summarise_steps", "format_report",
-           "PAPER_STEPS", "DLC_VERSION"]
+__all__ = [
+    "DLC_VERSION",
+    "PAPER_STEPS",
+    "configure_parser",
+    "format_report",
+    "make_synthetic_images",
+    "run",
+    "summarise_steps",
+]
 
 DLC_VERSION = "3.0.2"
 PAPER_STEPS = 164_000
@@ -99,7 +107,7 @@ def summarise_steps(starts: list[float], images: list[int], warmup: int, repeats
     Step i lasts from its start to the start of step i + 1 (so a step that waits for data pays for
     it); the last start only closes the step before it. Returns the median and every repeat.
     """
-    durations = [b - a for a, b in zip(starts[:-1], starts[1:], strict=False)][warmup:]
+    durations = [b - a for a, b in itertools.pairwise(starts)][warmup:]
     counts = images[warmup: warmup + len(durations)]
     if not durations:
         return {"images_per_s": None, "repeats": [], "steps": 0}
@@ -410,7 +418,7 @@ def run_deeplabcut(args: argparse.Namespace, spec: dict[str, Any], work: Path) -
             continue
         result["peak_rss_bytes"] = peak
         if phase == "train":
-            result["summary"] = summarise_steps(result.pop("step_starts") + [result["end"]],
+            result["summary"] = summarise_steps([*result.pop("step_starts"), result["end"]],
                                                 result.pop("step_images"), spec["warmup"], spec["repeats"])
         elif phase == "infer":
             result["summary"] = summarise_passes(result["pass_seconds"], result["images"])

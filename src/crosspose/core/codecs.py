@@ -124,8 +124,11 @@ class HeatmapCodec:
             locref: (B, 2K, h, w).
         """
         b, k, h, w = heatmap.shape
-        scores = self.scores(heatmap).reshape(b, k, h * w)
-        conf, flat = scores.max(dim=2)
+        if self.score_activation == "sigmoid":  # DeepLabCut 2: the argmax of the sigmoid map
+            conf, flat = self.scores(heatmap).reshape(b, k, h * w).max(dim=2)
+        else:  # DeepLabCut 3: the argmax of the raw map, its value clipped to [0, 1]
+            raw, flat = heatmap.float().reshape(b, k, h * w).max(dim=2)
+            conf = raw.clamp(0.0, 1.0)
         gy = torch.div(flat, w, rounding_mode="floor")
         gx = flat - gy * w
         offsets = locref.float().reshape(b, k, 2, h * w)

@@ -1,4 +1,4 @@
-"""The one way crosspose writes a file: atomically.
+r"""The one way crosspose writes a file: atomically.
 
 A reader (a rerun, a report, another process) sees either the old file or the complete new one,
 never a truncated one: bytes go to a temporary file in the SAME folder (``os.replace`` is atomic
@@ -11,7 +11,7 @@ Example:
     >>> target = pathlib.Path(tempfile.mkdtemp()) / "metrics.json"
     >>> _ = atomic_write_json(target, {"pckh": 81.2})
     >>> target.read_text()
-    '{\\n "pckh": 81.2\\n}'
+    '{\n "pckh": 81.2\n}'
     >>> with atomic_path(target.with_suffix(".txt")) as tmp:   # for writers that need a path
     ...     _ = tmp.write_text("plot")
 """

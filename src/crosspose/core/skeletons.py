@@ -4,6 +4,11 @@ MPII follows the official joint ids (0 r_ankle ... 15 l_wrist) with mmpose's spe
 that the 12 limb joints MPII shares with MacaquePose carry *identical* names and every cross-species
 operation (head mapping, baseline scoring) is a plain name match. "left" is always the subject's
 own left, in both data sets.
+
+DeepLabCut's ``full_human`` network (DeeperCut's 14 LSP-style joints) names its joints ``ankle1``
+... ``forehead``, with "1" the subject's right; :func:`canonical_joint_name` reads those names as
+MPII's (``ankle1`` = ``right_ankle``, ``chin`` = ``upper_neck``, ``forehead`` = ``head_top``), so
+a converted ``full_human`` is scored on MPII and maps its heads onto MPII by the same name match.
 """
 
 from __future__ import annotations
@@ -12,29 +17,27 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-__all__ = [
-    "Skeleton",
-    "MPII",
-    "MACAQUE",
-    "SKELETONS",
-    "SHARED_LIMB_JOINTS",
-    "canonical_joint_name",
-    "flip_pairs_from_names",
-    "flip_permutation",
-    "get_skeleton",
-    "match_joints",
-]
+__all__ = ["FULL_HUMAN", "FULL_HUMAN_TO_MPII", "MACAQUE", "MPII", "SHARED_LIMB_JOINTS", "SKELETONS", "Skeleton", "canonical_joint_name", "flip_pairs_from_names", "flip_permutation", "get_skeleton", "match_joints"]
 
 
 _SIDE = re.compile(r"^(left|right|l|r)(?:[ _\-])(.+)$", re.IGNORECASE)
+_DLC_NUMBERED = re.compile(r"^(ankle|knee|hip|wrist|elbow|shoulder)_?([12])$")
+_DLC_HEAD = {"chin": "upper_neck", "forehead": "head_top"}
 
 
 def canonical_joint_name(name: str) -> str:
     """Normalise a joint name so spellings from different releases compare equal.
 
-    ``"left eye"``, ``"Left_Eye"`` and ``"l_eye"`` all become ``"left_eye"``.
+    ``"left eye"``, ``"Left_Eye"`` and ``"l_eye"`` all become ``"left_eye"``; DeepLabCut
+    ``full_human``'s ``"ankle1"`` becomes ``"right_ankle"`` ("1" = right), ``"chin"`` ``"upper_neck"``
+    and ``"forehead"`` ``"head_top"`` (what DeeperCut's 14 joints are on MPII).
     """
     text = re.sub(r"[\s\-]+", "_", name.strip().lower())
+    numbered = _DLC_NUMBERED.match(text)
+    if numbered:
+        return f"{'right' if numbered.group(2) == '1' else 'left'}_{numbered.group(1)}"
+    if text in _DLC_HEAD:
+        return _DLC_HEAD[text]
     m = _SIDE.match(text)
     if m:
         side = "left" if m.group(1) in ("left", "l") else "right"
@@ -131,7 +134,21 @@ MACAQUE = Skeleton(
 )
 """MacaquePose: the 17 COCO-order keypoints of the release (COCO's OKS sigmas, as mmpose uses)."""
 
-SKELETONS: dict[str, Skeleton] = {s.name: s for s in (MPII, MACAQUE)}
+FULL_HUMAN = Skeleton(
+    name="full_human",
+    keypoints=(
+        "ankle1", "knee1", "hip1", "hip2", "knee2", "ankle2",
+        "wrist1", "elbow1", "shoulder1", "shoulder2", "elbow2", "wrist2", "chin", "forehead",
+    ),
+    links=((0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (6, 7), (7, 8), (8, 9), (9, 10), (10, 11),
+           (2, 8), (3, 9), (8, 12), (9, 12), (12, 13)),
+)
+"""DeepLabCut's model-zoo ``full_human`` (DeeperCut's ResNet-101, LSP order; "1" = right)."""
+
+FULL_HUMAN_TO_MPII: dict[str, str] = {n: canonical_joint_name(n) for n in FULL_HUMAN.keypoints}
+"""``full_human`` joint -> the MPII joint it is scored as (all 14 are in MPII)."""
+
+SKELETONS: dict[str, Skeleton] = {s.name: s for s in (MPII, MACAQUE, FULL_HUMAN)}
 
 SHARED_LIMB_JOINTS: tuple[str, ...] = tuple(
     n for n in MPII.keypoints if n in set(MACAQUE.keypoints)
@@ -140,6 +157,7 @@ SHARED_LIMB_JOINTS: tuple[str, ...] = tuple(
 
 
 def get_skeleton(name: str) -> Skeleton:
+    """A built-in skeleton by name (``mpii``, ``macaque``, ...); ConfigError names the choices."""
     try:
         return SKELETONS[name.lower()]
     except KeyError:

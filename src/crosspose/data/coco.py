@@ -27,22 +27,30 @@ import numpy as np
 
 from crosspose.core.errors import DataFormatError
 from crosspose.core.io import atomic_write_text
+from crosspose.data.species import normalise_layout, select_categories
 
-__all__ = ["CocoKeypoints", "load_coco_keypoints", "save_coco_keypoints", "bbox_from_keypoints", "split_by_image",
-           "read_json_file"]
+__all__ = [
+    "CocoKeypoints",
+    "bbox_from_keypoints",
+    "load_coco_keypoints",
+    "read_json_file",
+    "save_coco_keypoints",
+    "split_by_image",
+]
 
 
 @dataclass
 class CocoKeypoints:
-    """A validated COCO keypoints file (one keypoint category).
+    """A validated COCO keypoints file (one keypoint category, or several species sharing one keypoint list).
 
     Attributes:
         path: the JSON file.
         image_root: folder that ``file_name`` entries are relative to.
         images: image id -> image record (``file_name``, ``width``, ``height``, ...).
         annotations: the person/animal instances of the keypoint category, in file order.
-        category: the keypoint category record.
+        category: the keypoint category record (merged when several species share its keypoints).
         raw: the whole parsed file, for fields a caller wants to pass through.
+        species: category id -> species (category) name of every category the annotations come from.
     """
 
     path: Path
@@ -51,6 +59,7 @@ class CocoKeypoints:
     annotations: list[dict[str, Any]]
     category: dict[str, Any]
     raw: dict[str, Any] = field(repr=False)
+    species: dict[Any, str] = field(default_factory=dict)
 
     @property
     def keypoint_names(self) -> tuple[str, ...]:
@@ -69,6 +78,16 @@ class CocoKeypoints:
     def category_id(self) -> int:
         return int(self.category["id"])
 
+    @property
+    def category_ids(self) -> frozenset[Any]:
+        """Every category id the annotations may carry (several when species share the skeleton)."""
+        return frozenset(self.species) | {self.category["id"]}
+
+    def species_of(self, ann: Mapping[str, Any]) -> str:
+        """The species (category name) of an annotation."""
+        cid = ann.get("category_id", self.category["id"])
+        return self.species.get(cid, str(self.category.get("name", cid)))
+
     def keypoints(self, ann: Mapping[str, Any]) -> np.ndarray:
         """``(K, 3)`` float array of x, y, v for one annotation."""
         return np.asarray(ann["keypoints"], dtype=np.float64).reshape(self.num_keypoints, 3)
@@ -83,7 +102,7 @@ class CocoKeypoints:
         image_ids = {a["image_id"] for a in anns}
         images = {i: r for i, r in self.images.items() if i in image_ids}
         return CocoKeypoints(path=self.path, image_root=self.image_root, images=images, annotations=anns,
-                             category=self.category, raw=self.raw)
+                             category=self.category, raw=self.raw, species=self.species)
 
     def save_subset(self, path: str | PathLike[str], image_ids: Iterable[int]) -> Path:
         """Write the given images and all their annotations as a new file.
@@ -100,8 +119,14 @@ class CocoKeypoints:
             images.append(record)
         images.sort(key=lambda r: r["id"])
         anns = [a for a in self.annotations if a["image_id"] in keep]
-        return save_coco_keypoints(path, images, anns, self.category,
+        return save_coco_keypoints(path, images, anns, self._categories(),
                                    info={"description": f"subset of {self.path.name}", "images": len(images)})
+
+    def _categories(self) -> list[dict[str, Any]]:
+        """The file's own category records behind this (possibly merged) category."""
+        if len(self.species) <= 1:
+            return [self.category]
+        return [c for c in self.raw["categories"] if isinstance(c, dict) and c.get("id") in self.species]
 
     def instances(self) -> list[dict[str, Any]]:
         """Annotations usable for training and evaluation: not crowd, at least one labelled joint."""
@@ -133,6 +158,7 @@ def load_coco_keypoints(
     path: str | PathLike[str],
     image_root: str | PathLike[str] | None = None,
     category_id: int | None = None,
+    categories: Sequence[str | int] | str | None = None,
 ) -> CocoKeypoints:
     """Read and validate a COCO keypoints file.
 
@@ -140,13 +166,17 @@ def load_coco_keypoints(
         path: the JSON file.
         image_root: folder of the images; defaults to the JSON file's folder.
         category_id: which category to use when the file has several with keypoints.
+        categories: species to keep (category ids, names or supercategories; a list or
+            ``"dog,cat"``); default all. Categories sharing one keypoint list load as one skeleton
+            (:mod:`crosspose.data.species`); with a selection, images without a selected instance
+            are left out.
 
     Raises:
         DataFormatError: the file is missing, not JSON, or not COCO keypoints; the message names
             the entry at fault.
     """
     path = Path(path)
-    raw = read_json_file(path)
+    raw = normalise_layout(read_json_file(path), path)
     if not isinstance(raw, dict):
         raise _fail(path, "not a COCO keypoints file: the top level is not an object "
                           "(an HRNet/mmpose MPII list? convert it with `crosspose prepare mpii`)")
@@ -157,16 +187,7 @@ def load_coco_keypoints(
     kp_categories = [c for c in raw["categories"] if isinstance(c, dict) and c.get("keypoints")]
     if not kp_categories:
         raise _fail(path, "not a COCO keypoints file: no category has a 'keypoints' list")
-    if category_id is None:
-        if len(kp_categories) > 1:
-            ids = ", ".join(str(c.get("id")) for c in kp_categories)
-            raise _fail(path, f"several keypoint categories ({ids}); choose one with category_id")
-        category = kp_categories[0]
-    else:
-        matches = [c for c in kp_categories if c.get("id") == category_id]
-        if not matches:
-            raise _fail(path, f"no keypoint category with id {category_id}")
-        category = matches[0]
+    category, species = select_categories(path, kp_categories, category_id, categories)
     names = category["keypoints"]
     if not all(isinstance(n, str) for n in names):
         raise _fail(path, "category 'keypoints' must be a list of joint names")
@@ -191,7 +212,7 @@ def load_coco_keypoints(
     for i, ann in enumerate(raw["annotations"]):
         if not isinstance(ann, dict):
             raise _fail(path, "an annotation must be an object", f"annotations[{i}]")
-        if ann.get("category_id", cid) != cid:
+        if ann.get("category_id", cid) not in species:
             continue
         where = f"annotation id {ann.get('id', '?')} (annotations[{i}])"
         if "id" in ann:
@@ -215,9 +236,12 @@ def load_coco_keypoints(
             ann["bbox"] = bbox_from_keypoints(np.asarray(kps, float).reshape(num_kp, 3))
         annotations.append(ann)
 
+    if categories is not None:
+        kept = {a["image_id"] for a in annotations}
+        images = {i: r for i, r in images.items() if i in kept}
     root = Path(image_root) if image_root is not None else path.parent
     return CocoKeypoints(path=path, image_root=root, images=images, annotations=annotations,
-                         category=category, raw=raw)
+                         category=category, raw=raw, species=species)
 
 
 def bbox_from_keypoints(keypoints: np.ndarray) -> list[float]:
@@ -233,17 +257,17 @@ def save_coco_keypoints(
     path: str | PathLike[str],
     images: Sequence[Mapping[str, Any]],
     annotations: Iterable[Mapping[str, Any]],
-    category: Mapping[str, Any],
+    category: Mapping[str, Any] | Sequence[Mapping[str, Any]],
     info: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write a COCO keypoints file (creates the parent folder)."""
+    """Write a COCO keypoints file (creates the parent folder); ``category`` may be a list of species."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "info": dict(info or {"description": "written by crosspose"}),
         "images": [dict(i) for i in images],
         "annotations": [dict(a) for a in annotations],
-        "categories": [dict(category)],
+        "categories": [dict(category)] if isinstance(category, Mapping) else [dict(c) for c in category],
     }
     atomic_write_text(path, json.dumps(payload))  # never leave a half-written file behind
     return path
@@ -260,6 +284,7 @@ def split_by_image(
     out: str | PathLike[str] | None = None,
     exclude: Sequence[str | PathLike[str]] = (),
     overwrite: bool = False,
+    categories: Sequence[str | int] | str | None = None,
 ) -> dict[str, Path]:
     """Split a COCO file by image into named parts, written as ``<out stem>_<part>.json``.
 
@@ -270,12 +295,13 @@ def split_by_image(
         out: names the outputs (default: ``source``); written next to it.
         exclude: files whose images are left out of every part (e.g. a held-out test set),
             matched by image file path.
+        categories: species to keep (see :func:`load_coco_keypoints`); default all.
 
     An existing output holding exactly this split's images is kept as it is (a pipeline can call
     this again cheaply); one holding other images -- a stale output of an earlier split -- is an
     error unless ``overwrite``. No labelled image, or a part that would get none, is an error.
     """
-    coco = load_coco_keypoints(source)
+    coco = load_coco_keypoints(source, categories=categories)
     banned = set()
     for other in exclude:
         o = load_coco_keypoints(other)

@@ -10,10 +10,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from crosspose.core.errors import ConfigError
+from crosspose.core.validate import non_negative, positive
 from crosspose.data.coco import CocoKeypoints, load_coco_keypoints
 from crosspose.data.dataset import ImageFolderDataset, InstanceDataset, ShardedEpochSampler
 from crosspose.data.resumable import ResumableDataLoader
-from crosspose.data.transforms import Augmentation
+from crosspose.data.transforms import Augmentation, check_augmentation
 
 __all__ = ["PoseDataModule"]
 
@@ -45,6 +46,11 @@ class PoseDataModule(L.LightningDataModule):
         pin_memory: pinned host memory for faster host-to-device copies (used only with a GPU).
         allow_truncated: train/evaluate on truncated image files (their missing part grey, a warning
             each) instead of stopping with an error that names the file.
+        whole_frame: train and evaluate on whole frames, one animal each, as DeepLabCut does for
+            single animals (random crop/zoom of the frame within ``augmentation.scale``; no boxes
+            needed); default: instances cropped around their boxes.
+        categories: species to use from files with several keypoint categories sharing one keypoint
+            list (AP-10K, Animal-Pose): category ids, names or supercategories; default all.
     """
 
     def __init__(
@@ -63,18 +69,24 @@ class PoseDataModule(L.LightningDataModule):
         seed: int = 0,
         pin_memory: bool = True,
         allow_truncated: bool = False,
+        categories: list[str] | str | None = None,
+        whole_frame: bool = False,
     ) -> None:
         super().__init__()
         hw = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
         if len(hw) != 2 or any(v <= 0 or v % 16 for v in hw):
             raise ConfigError(f"data.input_size must be positive multiples of 16 (output stride), got {input_size}")
         self.input_hw: tuple[int, int] = (int(hw[0]), int(hw[1]))
-        for name, value, least in (("batch_size", batch_size, 1), ("eval_batch_size", eval_batch_size or 1, 1),
-                                   ("num_workers", num_workers, 0)):
-            if not isinstance(value, int) or value < least:
-                raise ConfigError(f"data.{name} must be an integer >= {least}, got {value!r}")
-        if padding <= 0:
-            raise ConfigError(f"data.padding must be positive, got {padding}")
+        positive("data.padding", padding)
+        positive("data.batch_size", batch_size)
+        if eval_batch_size is not None:
+            positive("data.eval_batch_size", eval_batch_size)
+        non_negative("data.num_workers", num_workers)
+        for split, f in (("train", train_file), ("val", val_file), ("test", test_file), ("predict", predict_file)):
+            if f is not None and not str(f).strip():
+                raise ConfigError(f"data.{split}_file is empty (give a COCO file or leave it out)")
+        if augmentation is not None:
+            check_augmentation(augmentation)
         self.files = {"train": train_file, "val": val_file, "test": test_file, "predict": predict_file}
         self.image_root = image_root
         self.padding = padding
@@ -85,6 +97,8 @@ class PoseDataModule(L.LightningDataModule):
         self.seed = seed
         self.pin_memory = pin_memory
         self.allow_truncated = allow_truncated
+        self.categories = categories
+        self.whole_frame = whole_frame
         self.datasets: dict[str, InstanceDataset | ImageFolderDataset] = {}
         self._cocos: dict[str, CocoKeypoints] = {}
         self._train_loader: ResumableDataLoader | None = None
@@ -112,7 +126,7 @@ class PoseDataModule(L.LightningDataModule):
             f = self.files[split]
             if f is None:
                 raise ConfigError(f"no data.{split}_file given")
-            self._cocos[split] = load_coco_keypoints(f, self.image_root)
+            self._cocos[split] = load_coco_keypoints(f, self.image_root, categories=self.categories)
         return self._cocos[split]
 
     def _given(self, splits: tuple[str, ...]) -> list[str]:
@@ -160,7 +174,8 @@ class PoseDataModule(L.LightningDataModule):
             self.datasets[split] = InstanceDataset(
                 self.coco(split), self.input_hw,
                 augmentation=self.augmentation if split == "train" else None,
-                padding=self.padding, seed=self.seed, allow_truncated=self.allow_truncated,
+                padding=self.padding, seed=self.seed, whole_frame=self.whole_frame,
+                allow_truncated=self.allow_truncated,
             )
 
     def _loader(self, split: str, train: bool) -> DataLoader:

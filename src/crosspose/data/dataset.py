@@ -17,13 +17,13 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset, Sampler
 
-from crosspose.core.errors import CheckpointError, DataFormatError
+from crosspose.core.errors import CheckpointError, ConfigError, DataFormatError
 from crosspose.core.skeletons import flip_pairs_from_names
 from crosspose.data.coco import CocoKeypoints
 from crosspose.data.images import decode_bgr
-from crosspose.data.transforms import Augmentation, InstanceTransform, invert_affine, sample_seed
+from crosspose.data.transforms import Augmentation, InstanceTransform, frame_box, invert_affine, sample_seed
 
-__all__ = ["InstanceDataset", "ImageFolderDataset", "ShardedEpochSampler", "read_rgb", "IMAGE_SUFFIXES"]
+__all__ = ["IMAGE_SUFFIXES", "ImageFolderDataset", "InstanceDataset", "ShardedEpochSampler", "read_rgb"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -58,6 +58,9 @@ class InstanceDataset(Dataset):
         seed: run seed for the augmentation.
         check_images: verify up front that every image exists (one clear error before training).
         allow_truncated: decode truncated image files (a warning each) instead of failing.
+        whole_frame: each sample is a whole frame with its one instance (DeepLabCut's single-animal
+            way: no boxes needed; training crops and zooms the frame at random); boxes and ``padding``
+            are not used. A frame with several instances is an error.
     """
 
     def __init__(
@@ -69,6 +72,7 @@ class InstanceDataset(Dataset):
         seed: int = 0,
         check_images: bool = True,
         allow_truncated: bool = False,
+        whole_frame: bool = False,
     ) -> None:
         self.coco = coco
         self.allow_truncated = allow_truncated
@@ -76,12 +80,25 @@ class InstanceDataset(Dataset):
         if not self.instances:
             raise DataFormatError(coco.path, "no annotated instances (every annotation is crowd or has no labelled joint)")
         self.seed = seed
+        self.whole_frame = whole_frame
+        if whole_frame:
+            self._check_one_per_frame()
         self.transform = InstanceTransform(
-            input_hw, augmentation, padding, flip_pairs_from_names(coco.keypoint_names), coco.num_keypoints
+            input_hw, augmentation, 1.0 if whole_frame else padding, flip_pairs_from_names(coco.keypoint_names),
+            coco.num_keypoints, whole_frame=whole_frame,
         )
         self._keypoints = np.stack([coco.keypoints(a) for a in self.instances]).astype(np.float64)
         if check_images:
             self._check_images()
+
+    def _check_one_per_frame(self) -> None:
+        seen: dict[object, int] = {}
+        for ann in self.instances:
+            if ann["image_id"] in seen:
+                name = self.coco.images[ann["image_id"]]["file_name"]
+                raise ConfigError(f"{self.coco.path}: image {name} holds several annotated instances, but "
+                                  "data.whole_frame trains one animal per frame; use box crops (whole_frame: false)")
+            seen[ann["image_id"]] = 1
 
     def _check_images(self) -> None:
         missing = [iid for iid in dict.fromkeys(a["image_id"] for a in self.instances)
@@ -109,9 +126,8 @@ class InstanceDataset(Dataset):
         declared = (int(record["width"]), int(record["height"])) if "width" in record and "height" in record else None
         image = read_rgb(self.coco.image_path(ann["image_id"]), self.coco.path, where=f"image {record['file_name']}",
                          expected_size=declared, allow_truncated=self.allow_truncated)
-        crop, xy, valid, matrix = self.transform(
-            image, self._keypoints[index], ann["bbox"], sample_seed(self.seed, epoch, index)
-        )
+        bbox = frame_box(image.shape[1], image.shape[0]) if self.whole_frame else ann["bbox"]
+        crop, xy, valid, matrix = self.transform(image, self._keypoints[index], bbox, sample_seed(self.seed, epoch, index))
         return {
             "image": torch.from_numpy(crop).permute(2, 0, 1),
             "keypoints": torch.from_numpy(xy),

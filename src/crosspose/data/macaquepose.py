@@ -23,7 +23,7 @@ import csv
 import json
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -41,13 +41,13 @@ __all__ = [
     "CSV_HEADER",
     "MacaqueInstance",
     "MacaqueRow",
-    "parse_release_csv",
-    "write_release_csv",
-    "polygon_area",
-    "instance_bbox_area",
-    "instance_annotation",
     "crop_instance",
+    "instance_annotation",
+    "instance_bbox_area",
+    "parse_release_csv",
+    "polygon_area",
     "read_macaquepose",
+    "write_release_csv",
 ]
 
 CSV_HEADER = ("image file name", "keypoinbts", "segmentation")
@@ -97,13 +97,13 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _point(v: Any, what: str, fail) -> tuple[float, float]:
+def _point(v: Any, what: str, fail: Callable[[str], Exception]) -> tuple[float, float]:
     if not isinstance(v, list) or len(v) != 2 or not all(_is_number(c) for c in v):
         raise fail(f"{what} must be [x, y] with two finite numbers, got {json.dumps(v)[:60]}")
     return float(v[0]), float(v[1])
 
 
-def _parse_keypoints(cell: Any, fail) -> list[list[tuple[float, float] | None]]:
+def _parse_keypoints(cell: Any, fail: Callable[[str], Exception]) -> list[list[tuple[float, float] | None]]:
     if not isinstance(cell, list):
         raise fail("the keypoints cell must be a JSON list over monkeys")
     monkeys = []
@@ -128,7 +128,7 @@ def _parse_keypoints(cell: Any, fail) -> list[list[tuple[float, float] | None]]:
     return monkeys
 
 
-def _parse_segmentation(cell: Any, fail) -> list[list[list[tuple[float, float]]]]:
+def _parse_segmentation(cell: Any, fail: Callable[[str], Exception]) -> list[list[list[tuple[float, float]]]]:
     if not isinstance(cell, list):
         raise fail("the segmentation cell must be a JSON list over monkeys")
     monkeys = []
@@ -331,8 +331,7 @@ def crop_instance(
     if not polys:
         return None
     h, w = image.shape[:2]
-    pts = np.concatenate(polys + [np.asarray([p for p in inst.keypoints if p is not None],
-                                             dtype=np.float64).reshape(-1, 2)])
+    pts = np.concatenate([*polys, np.asarray([p for p in inst.keypoints if p is not None], dtype=np.float64).reshape(-1, 2)])
     x0, y0 = max(0, math.floor(pts[:, 0].min())), max(0, math.floor(pts[:, 1].min()))
     x1, y1 = min(w, math.floor(pts[:, 0].max()) + 1), min(h, math.floor(pts[:, 1].max()) + 1)
     if x1 <= x0 or y1 <= y0:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -42,19 +42,19 @@ from crosspose.data.coco import bbox_from_keypoints, read_json_file, save_coco_k
 from crosspose.data.images import decode_bgr, image_size
 
 __all__ = [
-    "NUM_JOINTS",
     "HEAD_SIZE_FACTOR",
-    "MpiiPerson",
+    "NUM_JOINTS",
     "MpiiImage",
-    "write_release_mat",
+    "MpiiPerson",
+    "load_head_boxes",
+    "load_mpii_json",
     "load_release_mat",
     "parse_release",
-    "load_mpii_json",
-    "load_head_boxes",
     "person_annotation",
+    "read_mpii",
     "select_images",
     "split_paths",
-    "read_mpii",
+    "write_release_mat",
 ]
 
 NUM_JOINTS = 16
@@ -326,7 +326,7 @@ def parse_release(release: Any, source: str | PathLike[str]) -> list[MpiiImage]:
         raise DataFormatError(source, f"malformed annolist ({exc})", "RELEASE.annolist") from None
     n = len(annolist)
 
-    def per_image(name: str, conv) -> list[Any] | None:
+    def per_image(name: str, conv: Callable[[Any], Any]) -> list[Any] | None:
         value = _field(rel, name)
         if value is None:
             return None

@@ -50,9 +50,13 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _fraction_or_config(text: str) -> float | str:
+    return "config" if text.strip().lower() == "config" else _fraction(text)
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Add the ``macaquepose`` and ``mpii`` sub-commands."""
-    sub = parser.add_subparsers(dest="dataset", metavar="{macaquepose,mpii,split}", required=True)
+    """Add the ``macaquepose``, ``mpii``, ``deeplabcut`` and ``split`` sub-commands."""
+    sub = parser.add_subparsers(dest="dataset", metavar="{macaquepose,mpii,deeplabcut,split,select}", required=True)
 
     mq = sub.add_parser(
         "macaquepose", help="MacaquePose release (annotations.csv + images/) to COCO keypoints",
@@ -105,6 +109,20 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     mp.add_argument("--check-images", action="store_true",
                     help="fail when a selected image is missing, even without resizing")
 
+    dl = sub.add_parser(
+        "deeplabcut", help="a DeepLabCut project (config.yaml + labeled-data/) to COCO keypoints",
+        description="Convert the labelled frames of a DeepLabCut project (single- or multi-animal; "
+                    "CollectedData_<scorer>.h5, else .csv) with its bodyparts and skeleton. Single-animal "
+                    "frames become whole-frame instances; multi-animal projects give one instance per "
+                    "individual, boxed around its joints. Empty cells stay unlabelled (v=0). Nothing is "
+                    "written unless every file and image of the project is valid.")
+    dl.add_argument("--project", required=True, type=Path, help="the project folder (holding config.yaml)")
+    dl.add_argument("--out", required=True, type=Path, help="COCO keypoints JSON to write")
+    dl.add_argument("--val-fraction", type=_fraction_or_config, default=None, metavar="F|config",
+                    help="split the labelled frames: a random fraction F goes to OUT_val.json, the rest to "
+                         "OUT_train.json (OUT itself is not written); 'config' uses 1 - TrainingFraction")
+    dl.add_argument("--seed", type=int, default=0, help="seed of --val-fraction (default 0)")
+
     sp = sub.add_parser(
         "split", help="split a COCO keypoints file by image (train/val), optionally excluding a test set",
         description="Split any COCO keypoints file by image into OUT_train.json and OUT_val.json.")
@@ -117,6 +135,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                     help="overwrite outputs of an earlier, different split (default: refuse them)")
     sp.add_argument("--exclude", type=Path, action="append", default=[],
                     help="a COCO file whose images are left out of both parts (repeatable), e.g. the test set")
+    sp.add_argument("--categories", default=None, metavar="NAMES",
+                    help="keep only these species: comma-separated category ids, names or supercategories")
+
+    se = sub.add_parser(
+        "select", help="the species of a many-species COCO file (AP-10K, Animal-Pose) as a new file",
+        description="Write the images and instances of the chosen species (categories sharing one keypoint "
+                    "list) as a new COCO file; file names are rewritten relative to it.")
+    se.add_argument("--coco", required=True, type=Path, help="the COCO keypoints file")
+    se.add_argument("--categories", required=True, metavar="NAMES",
+                    help="comma-separated category ids, names or supercategories (e.g. an AP-10K family)")
+    se.add_argument("--out", required=True, type=Path, help="COCO keypoints JSON to write")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -135,14 +164,22 @@ def run(args: argparse.Namespace) -> int:
         paths = read_mpii(args.annotations, args.images, args.out, head_boxes=args.head_boxes,
                           single_person=args.single_person, subset=args.subset, seed=args.seed,
                           val_fraction=args.val_fraction, resize=resize, check_images=args.check_images)
+    elif args.dataset == "deeplabcut":
+        from crosspose.data.deeplabcut import prepare_deeplabcut
+
+        paths = prepare_deeplabcut(args.project, args.out, val_fraction=args.val_fraction, seed=args.seed)
     elif args.dataset == "split":
         from crosspose.data.coco import split_by_image
 
         if not 0.0 < args.val_fraction < 1.0:
             raise ConfigError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
         parts = split_by_image(args.coco, {"val": float(args.val_fraction), "train": 0}, seed=args.seed,
-                               out=args.out, exclude=args.exclude, overwrite=args.force)
+                               out=args.out, exclude=args.exclude, categories=args.categories,
+                               overwrite=args.force)
         paths = [parts["train"], parts["val"]]
+    elif args.dataset == "select":
+        coco = load_coco_keypoints(args.coco, categories=args.categories)
+        paths = [coco.save_subset(args.out, coco.images)]
     else:  # argparse's required sub-command makes this unreachable from the command line
         raise ConfigError(f"unknown data set {args.dataset!r}")
     for path in paths:

@@ -22,8 +22,9 @@ import cv2
 import numpy as np
 
 from crosspose.core.skeletons import flip_permutation
+from crosspose.core.validate import non_negative, probability, value_range
 
-__all__ = ["Augmentation", "InstanceTransform", "crop_matrix", "sample_seed"]
+__all__ = ["Augmentation", "InstanceTransform", "crop_matrix", "frame_box", "sample_seed"]
 
 
 @dataclass
@@ -52,6 +53,17 @@ class Augmentation:
     color_p: float = 0.5
     blur_p: float = 0.2
     noise_p: float = 0.1
+
+
+def check_augmentation(aug: Augmentation) -> Augmentation:
+    """Every augmentation setting in range, or a ConfigError naming it (``data.augmentation.<field>``)."""
+    name = "data.augmentation."
+    value_range(name + "scale", aug.scale, low=1e-3)
+    non_negative(name + "rotation", aug.rotation)
+    non_negative(name + "translate", aug.translate)
+    for field in ("rotation_p", "flip_p", "color_p", "blur_p", "noise_p"):
+        probability(name + field, getattr(aug, field))
+    return aug
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -91,6 +103,24 @@ def crop_matrix(
     return np.concatenate([lin, offset[:, None]], axis=1)
 
 
+def frame_box(width: int, height: int) -> tuple[float, float, float, float]:
+    """The box that spans a whole frame's pixels (pixel i's centre at coordinate i)."""
+    return (-0.5, -0.5, float(width), float(height))
+
+
+def _frame_shift_range(bbox: Sequence[float], input_hw: tuple[int, int], zoom: float) -> tuple[float, float]:
+    """How far (in crop_matrix's box units) the view may move and still see only the frame.
+
+    Whole-frame training zooms into the frame as DeepLabCut's random crops do; the view of size
+    box / zoom may then lie anywhere inside the frame, not just near its centre.
+    """
+    out_h, out_w = input_hw
+    w, h = max(float(bbox[2]), 1.0), max(float(bbox[3]), 1.0)
+    box_h = max(h, w * out_h / out_w)
+    box_w = box_h * out_w / out_h
+    return (max(0.0, (w - box_w / zoom) / 2.0) / box_w, max(0.0, (h - box_h / zoom) / 2.0) / box_h)
+
+
 def invert_affine(matrix: np.ndarray) -> np.ndarray:
     return cv2.invertAffineTransform(matrix.astype(np.float64))
 
@@ -104,6 +134,8 @@ class InstanceTransform:
         padding: context around the instance box.
         flip_pairs: left/right joint pairs, swapped when an image is flipped.
         num_keypoints: K.
+        whole_frame: the box is the whole frame (DeepLabCut's single-animal training): zoomed-in
+            views may move anywhere inside the frame (random crops), not only by ``translate``.
     """
 
     def __init__(
@@ -113,8 +145,10 @@ class InstanceTransform:
         padding: float,
         flip_pairs: Sequence[tuple[int, int]],
         num_keypoints: int,
+        whole_frame: bool = False,
     ) -> None:
         self.input_hw = input_hw
+        self.whole_frame = whole_frame
         self.augmentation = augmentation
         self.padding = padding
         self.flip_perm = np.asarray(flip_permutation(num_keypoints, flip_pairs))
@@ -146,7 +180,11 @@ class InstanceTransform:
             rng = np.random.default_rng(seed)
             zoom = float(rng.uniform(*aug.scale))
             rot = float(rng.uniform(-aug.rotation, aug.rotation)) if rng.random() < aug.rotation_p else 0.0
-            shift = tuple(rng.uniform(-aug.translate, aug.translate, size=2).tolist())
+            if self.whole_frame:
+                reach = np.maximum(aug.translate, _frame_shift_range(bbox, self.input_hw, zoom))
+                shift = tuple((rng.uniform(-1.0, 1.0, size=2) * reach).tolist())
+            else:
+                shift = tuple(rng.uniform(-aug.translate, aug.translate, size=2).tolist())
             flip = bool(aug.flip and rng.random() < aug.flip_p)
             matrix = crop_matrix(bbox, self.input_hw, self.padding, zoom, rot, shift, flip)
         h, w = self.input_hw

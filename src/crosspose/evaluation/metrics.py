@@ -1,6 +1,6 @@
 """The paper's metrics as pure functions of arrays (numpy and scikit-learn only).
 
-Everything here follows ``reference/metrics.md``; the scorer (:mod:`crosspose.evaluation.score`)
+Everything here follows ``docs/metrics.md``; the scorer (:mod:`crosspose.evaluation.score`)
 turns a ground-truth file and a predictions file into these arrays:
 
 - ``dist``: ``(N, K)`` Euclidean distance in original pixels, NaN where a joint was not predicted;
@@ -31,24 +31,24 @@ import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
 __all__ = [
-    "PCKH_ALPHA",
     "AUC_ALPHAS",
     "FIXED_THRESHOLDS",
     "HIST_BINS",
+    "PCKH_ALPHA",
     "Operating",
-    "correct_mask",
-    "pckh_per_joint",
-    "pckh_groups",
-    "pckh_summary",
-    "detection_samples",
-    "operating_point",
-    "f1_curve",
     "best_f1_threshold",
+    "confidence_histograms",
+    "correct_mask",
+    "detection_samples",
+    "detection_summary",
+    "f1_curve",
+    "localization",
+    "operating_point",
+    "pckh_groups",
+    "pckh_per_joint",
+    "pckh_summary",
     "roc_auc",
     "roc_points",
-    "confidence_histograms",
-    "localization",
-    "detection_summary",
 ]
 
 PCKH_ALPHA = 0.5
@@ -301,7 +301,7 @@ def detection_summary(y: np.ndarray, s: np.ndarray) -> dict[str, Any]:
     out: dict[str, Any] = {"roc_auc": auc, "roc_auc_note": reason, **best.as_dict()}
     for t in FIXED_THRESHOLDS:
         out["at_" + str(t).replace(".", "_")] = operating_point(y, s, t).as_dict()
-    out["samples"] = int(len(y))
+    out["samples"] = len(y)
     out["positives"] = int(np.sum(y))
     out["roc_curve"] = roc_points(y, s)
     out["histogram"] = confidence_histograms(y, s)

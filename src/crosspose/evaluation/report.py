@@ -9,7 +9,6 @@ confidences of correct and incorrect keypoints), ``pckh_per_joint.png``, and wit
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from collections.abc import Mapping, Sequence
 from os import PathLike
@@ -18,43 +17,35 @@ from typing import Any
 
 import numpy as np
 
-from crosspose.core.errors import ConfigError, DataFormatError
+from crosspose.core.errors import ConfigError
 from crosspose.core.io import atomic_path, atomic_write_text
 from crosspose.data.coco import CocoKeypoints, load_coco_keypoints
+from crosspose.evaluation.results import load_metrics
 
-__all__ = ["load_metrics", "markdown_table", "write_report", "plot_roc", "plot_confidence_histograms",
-           "plot_pckh_per_joint", "draw_predictions", "configure_parser", "run"]
+__all__ = [
+    "configure_parser",
+    "draw_predictions",
+    "load_metrics",
+    "markdown_table",
+    "plot_confidence_histograms",
+    "plot_pckh_per_joint",
+    "plot_roc",
+    "run",
+    "species_table",
+    "write_report",
+]
 
 _GT_COLOR = "#1a9850"
 _PRED_COLOR = "#d73027"
 
 
-def _pyplot():
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")  # files only, never a window
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def load_metrics(source: str | PathLike[str] | Mapping[str, Any]) -> dict:
-    """A metrics.json content, from a dict or a file (a folder means its ``metrics.json``)."""
-    if isinstance(source, Mapping):
-        return dict(source)
-    path = Path(source)
-    if path.is_dir():
-        path = path / "metrics.json"
-    if not path.is_file():
-        raise DataFormatError(path, "file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataFormatError(path, f"not valid JSON ({exc.msg})") from None
-    missing = [k for k in ("pckh", "detection", "localization", "counts") if k not in (data or {})]
-    if not isinstance(data, dict) or missing:
-        raise DataFormatError(path, f"not a crosspose metrics.json (missing {', '.join(missing)})")
-    return data
 
 
 def _fmt(value: Any, digits: int = 2) -> str:
@@ -183,6 +174,23 @@ def plot_pckh_per_joint(runs: Mapping[str, Mapping[str, Any]], out_png: Path) ->
     return _save(plt, fig, out_png)
 
 
+def species_table(runs: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Markdown lines of PCKh@0.5 per species (rows) and model (columns); none when no run has species."""
+    species = list(dict.fromkeys(s for m in runs.values() for s in (m.get("species") or {})))
+    if not species:
+        return []
+    names = list(runs)
+    lines = ["", "## PCKh@0.5 per species", "", "| Species | " + " | ".join(names) + " |",
+             "|---|" + "---|" * len(names)]
+    for sp in species:
+        cells = []
+        for n in names:
+            block = (runs[n].get("species") or {}).get(sp)
+            cells.append(f"{_fmt(block['pckh'])} ({block['instances']})" if block else "n/a")
+        lines.append(f"| {sp} | " + " | ".join(cells) + " |")
+    return lines + ["", "(instances in brackets)"]
+
+
 def write_report(
     runs: Mapping[str, Path | str | Mapping[str, Any]],
     out_dir: str | PathLike[str],
@@ -209,7 +217,7 @@ def write_report(
     if notes:
         lines += [notes, ""]
     lines += [markdown_table(loaded), ""]
-    lines += ["Definitions: `reference/metrics.md`. A keypoint is correct when annotated and within 0.5 x the "
+    lines += ["Definitions: `docs/metrics.md`. A keypoint is correct when annotated and within 0.5 x the "
               "normaliser of the ground truth (PCKh@0.5); AUC, precision, recall and F1 treat each evaluated "
               "(instance, joint) as one sample with that label and the predicted confidence as score; "
               "P/R/F1 are at the F1-maximising threshold t*; RMSE is over present joints accepted at t*, "
@@ -219,6 +227,7 @@ def write_report(
         norm, scale = m.get("normalizer", {}), m.get("person_scale", {})
         lines.append(f"| {name} | {', '.join(m.get('joints', []))} | {norm.get('name', '?')}: "
                      f"{norm.get('description', '')} | {scale.get('description', '?')} |")
+    lines += species_table(loaded)
     lines += ["", "## ROC curves", "", "![ROC curves](roc.png)", "",
               "## Confidence of correct and incorrect keypoints", "",
               "![confidence histograms](confidence_histograms.png)", "",

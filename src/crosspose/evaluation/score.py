@@ -46,23 +46,22 @@ from typing import Any, Literal
 import numpy as np
 
 from crosspose.core.errors import ConfigError, DataFormatError
-from crosspose.core.io import atomic_write_text
 from crosspose.core.skeletons import MACAQUE, MPII, SHARED_LIMB_JOINTS, SKELETONS, canonical_joint_name
 from crosspose.data.coco import CocoKeypoints, load_coco_keypoints
 from crosspose.evaluation import metrics as M
+from crosspose.evaluation.results import jsonable, write_metrics
 
 __all__ = [
     "NORMALIZERS",
-    "evaluate",
-    "load_predictions",
-    "validate_predictions",
-    "pair_predictions",
-    "resolve_joints",
-    "read_keypoint_names",
-    "write_metrics",
-    "format_table",
     "configure_parser",
+    "evaluate",
+    "format_table",
+    "load_predictions",
+    "pair_predictions",
+    "read_keypoint_names",
+    "resolve_joints",
     "run",
+    "validate_predictions",
 ]
 
 METRICS_FORMAT = "crosspose-metrics/1"
@@ -81,7 +80,7 @@ _MPII_EXCLUDED = ("pelvis", "thorax")
 
 # ----------------------------------------------------------------------------------------- input
 def _number_or_nan(value: Any) -> float | None:
-    """float for a finite number, NaN for NaN/null, None for anything unacceptable."""
+    """Float for a finite number, NaN for NaN/null, None for anything unacceptable."""
     if value is None:
         return math.nan
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -121,7 +120,7 @@ def validate_predictions(
         if image_id not in gt.images:
             raise DataFormatError(source, f"image_id {image_id!r} is not in the ground truth {gt.path}", where)
         cat = pred.get("category_id", gt.category_id)
-        if check_category and cat != gt.category_id:
+        if check_category and cat not in gt.category_ids:
             raise DataFormatError(source, f"category_id {cat!r} is not the ground truth's keypoint category "
                                           f"{gt.category_id} (another skeleton? pass --pred-keypoints)", where)
         kps = pred.get("keypoints")
@@ -181,6 +180,21 @@ def load_predictions(
         raise DataFormatError(path, f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
     k = None if pred_keypoint_names is None else len(pred_keypoint_names)
     return validate_predictions(raw, gt, k, source=path, check_category=pred_keypoint_names is None)
+
+
+def _selected_predictions(path: Path, gt: CocoKeypoints) -> list[Any]:
+    """The raw predictions for the species kept in ``gt`` (by image and, where given, annotation)."""
+    if not path.is_file():
+        raise DataFormatError(path, "file not found")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+    except json.JSONDecodeError as exc:
+        raise DataFormatError(path, f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    if not isinstance(raw, list):
+        raise DataFormatError(path, "a COCO keypoint results file must be a JSON list of predictions")
+    ann_ids = {a.get("id") for a in gt.annotations}
+    return [p for p in raw if isinstance(p, Mapping) and p.get("image_id") in gt.images
+            and (p.get("annotation_id") is None or p.get("annotation_id") in ann_ids)]
 
 
 def pair_predictions(gt: CocoKeypoints, preds: Sequence[Mapping[str, Any]],
@@ -401,19 +415,6 @@ def _oks(gt: CocoKeypoints, preds: Sequence[Mapping[str, Any]], pred_idx_full: d
             "note": "pycocotools COCOeval over all ground-truth keypoints"}
 
 
-def _jsonable(obj: Any) -> Any:
-    """NaN -> None and numpy scalars -> Python, so the dict is strict JSON."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def evaluate(
     gt: CocoKeypoints,
     predictions: Sequence[Mapping[str, Any]],
@@ -463,6 +464,7 @@ def evaluate(
     accepted = conf >= t_star if t_star is not None else np.zeros_like(present)
     loc = M.localization(dx, dy, present & predicted & accepted, s)
     loc["threshold"] = t_star
+    species = _per_species(gt, anns, dist, present, h, names)
 
     if oks is None:
         oks = norm_name != "head_box"
@@ -490,23 +492,36 @@ def evaluate(
         "counts": {
             "instances": len(anns), "joints": len(names), "present": int(present.sum()),
             "correct": int(correct.sum()), "accepted": int(detection["accepted"]),
-            "predicted": int(predicted.sum()), "samples": int(len(y)),
+            "predicted": int(predicted.sum()), "samples": len(y),
         },
         "oks": oks_result,
         "sources": {"gt": str(gt.path), "pred": str(source)},
     }
-    return _jsonable(result)
+    if species:
+        result["species"] = species
+    return jsonable(result)
+
+
+def _per_species(gt: CocoKeypoints, anns: Sequence[Mapping[str, Any]], dist: np.ndarray, present: np.ndarray,
+                 h: np.ndarray, names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """PCKh per species, when the ground truth holds several (e.g. AP-10K); empty otherwise.
+
+    One flat block per species: instances, present joints, PCKh@0.5 (mean), PCKh@0.1 and its AUC,
+    the same pooled definitions as the whole set, so species weigh by their present joints there.
+    """
+    labels = np.asarray([gt.species_of(a) for a in anns])
+    if len(set(labels.tolist())) < 2:
+        return {}
+    out = {}
+    for name in sorted(set(labels.tolist())):
+        rows = labels == name
+        p = M.pckh_summary(dist[rows], present[rows], h[rows], names)
+        out[name] = {"instances": int(rows.sum()), "present": int(present[rows].sum()),
+                     "pckh": p["mean"], "pckh_at_0_1": p["at_0_1"], "pckh_auc": p["auc"]}
+    return out
 
 
 # ---------------------------------------------------------------------------------- output
-def write_metrics(metrics: Mapping[str, Any], path: str | PathLike[str]) -> Path:
-    """Write metrics.json (strict JSON, indented); creates the parent folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(_jsonable(dict(metrics)), indent=1, allow_nan=False) + "\n")
-    return path
-
-
 def _f(value: Any, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
@@ -520,7 +535,7 @@ def format_table(metrics: Mapping[str, Any]) -> str:
         f"person scale: {metrics['person_scale']['description']}; absent joints: {metrics['absent']}",
         "",
     ]
-    groups = list(p["groups"].items()) + [("Mean", p["mean"]), ("@0.1", p["at_0_1"]), ("AUC", p["auc"])]
+    groups = [*list(p["groups"].items()), ("Mean", p["mean"]), ("@0.1", p["at_0_1"]), ("AUC", p["auc"])]
     width = max(7, *(len(g) + 1 for g, _ in groups))
     lines.append(f"PCKh@{p['alpha']:<4}" + "".join(f"{g:>{width}}" for g, _ in groups))
     lines.append(" " * 9 + "".join(f"{_f(v):>{width}}" for _, v in groups))
@@ -541,6 +556,13 @@ def format_table(metrics: Mapping[str, Any]) -> str:
                  f"mean error {_f(loc['mean_error_normalized'])}")
     lines.append(f"counts: {c['instances']} instances, {c['present']} present joints, {c['correct']} correct, "
                  f"{c['accepted']} accepted at t*, {c['predicted']} predicted of {c['instances'] * c['joints']}")
+    species = metrics.get("species") or {}
+    if species:
+        lines.append("")
+        lines.append(f"{'species':<24}{'instances':>10}{'PCKh@' + str(p['alpha']):>10}{'@0.1':>8}{'AUC':>8}")
+        for name, sp in species.items():
+            lines.append(f"{name[:23]:<24}{sp['instances']:>10}{_f(sp['pckh']):>10}{_f(sp['pckh_at_0_1']):>8}"
+                         f"{_f(sp['pckh_auc']):>8}")
     oks = metrics.get("oks")
     if oks:
         if "ap" in oks:
@@ -567,14 +589,23 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="leave joints absent from the ground truth out of the detection view")
     parser.add_argument("--oks", action=argparse.BooleanOptionalAction, default=None,
                         help="COCO OKS AP/AR (default: when the normaliser is not head_box)")
+    parser.add_argument("--categories", default=None, metavar="NAMES",
+                        help="score only these species: comma-separated category ids, names or supercategories "
+                             "(predictions for other species are ignored); metrics are also broken down per "
+                             "species whenever the ground truth holds several")
     parser.add_argument("--out", default=None, help="write metrics.json here")
 
 
 def run(args: argparse.Namespace) -> int:
     """Score, print the table, optionally write metrics.json."""
-    gt = load_coco_keypoints(args.gt)
+    gt = load_coco_keypoints(args.gt, categories=args.categories)
     names = read_keypoint_names(args.pred_keypoints) if args.pred_keypoints else None
-    preds = load_predictions(args.pred, gt, names)
+    if args.categories:
+        preds: Any = _selected_predictions(Path(args.pred), gt)
+        preds = validate_predictions(preds, gt, None if names is None else len(names), source=args.pred,
+                                     check_category=names is None)
+    else:
+        preds = load_predictions(args.pred, gt, names)
     metrics = evaluate(gt, preds, joints=args.joints, pred_keypoint_names=names, normalizer=args.normalizer,
                        absent="exclude" if args.exclude_absent else "negative", oks=args.oks, source=args.pred)
     print(format_table(metrics))

@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import functools
-import importlib
 import io
 import json
 import math
@@ -49,11 +47,23 @@ import yaml
 from crosspose.core.errors import ConfigError
 from crosspose.core.io import atomic_path, atomic_write_text
 from crosspose.data.coco import load_coco_keypoints, save_coco_keypoints
+from crosspose.evaluation.results import headline
 from crosspose.models.freeze import FREEZE_LEVELS
 from crosspose.training.run_folder import FolderLock
 
-__all__ = ["GridRun", "read_base_config", "grid", "write_subset", "summarize", "markdown_table",
-           "plot_freeze", "plot_data_efficiency", "run_ablation", "configure_parser", "run"]
+__all__ = [
+    "GridRun",
+    "configure_parser",
+    "grid",
+    "markdown_table",
+    "plot_data_efficiency",
+    "plot_freeze",
+    "read_base_config",
+    "run",
+    "run_ablation",
+    "summarize",
+    "write_subset",
+]
 
 ARMS = ("transfer", "scratch")
 METRICS: dict[str, tuple[str, bool]] = {  # name -> (label, higher is better)
@@ -91,7 +101,7 @@ def read_base_config(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(cfg, dict):
         raise ConfigError(f"{path}: expected a mapping with model/data/trainer sections")
-    unknown = set(cfg) - {"model", "data", "trainer", "seed_everything", "ckpt_path"}
+    unknown = set(cfg) - {"model", "data", "trainer", "seed_everything", "ckpt_path", "experiment"}
     if unknown:
         raise ConfigError(f"{path}: unknown top-level keys {sorted(unknown)} (a `crosspose fit` config "
                           "has model, data, trainer)")
@@ -102,22 +112,6 @@ def read_base_config(path: str | Path) -> dict[str, Any]:
     if not out["data"].get("train_file"):
         raise ConfigError(f"{path}: data.train_file is required (the pool the --subset sizes are drawn from)")
     return out
-
-
-def _optimizer(spec: Any) -> Any:
-    """LightningCLI's ``{class_path, init_args}`` (or a bare class path) -> a ``functools.partial``."""
-    if spec is None or callable(spec):
-        return spec
-    if isinstance(spec, str):
-        spec = {"class_path": spec}
-    if not isinstance(spec, Mapping) or "class_path" not in spec:
-        raise ConfigError(f"model.optimizer must be a class path or {{class_path, init_args}}, got {spec!r}")
-    module, _, name = str(spec["class_path"]).rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module or "builtins"), name)
-    except (ImportError, AttributeError):
-        raise ConfigError(f"model.optimizer: cannot import {spec['class_path']!r}") from None
-    return functools.partial(cls, **dict(spec.get("init_args") or {}))
 
 
 def grid(arms: Sequence[str], freeze: Sequence[str], subsets: Sequence[int | None],
@@ -151,12 +145,6 @@ def write_subset(train_file: str | Path, n: int | None, seed: int, out: Path) ->
         images.append(record)
     return save_coco_keypoints(out, images, chosen, coco.category,
                                info={"description": f"{n} instances of {train_file} drawn with seed {seed}"})
-
-
-def _scalars(metrics: Mapping[str, Any]) -> dict[str, float | None]:
-    det, loc = metrics.get("detection", {}), metrics.get("localization", {})
-    return {"pckh": metrics.get("pckh", {}).get("mean"), "f1": det.get("f1"), "precision": det.get("precision"),
-            "recall": det.get("recall"), "roc_auc": det.get("roc_auc"), "rmse": loc.get("rmse")}
 
 
 def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
@@ -198,7 +186,7 @@ def markdown_table(summary: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _pyplot():
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")  # files only, never a window
@@ -317,7 +305,6 @@ def run_ablation(
     _check_same_base(out, base, str(test_file))
     for key in _DROPPED_TRAINER_KEYS:
         trainer.pop(key, None)
-    model["optimizer"] = _optimizer(model.get("optimizer"))
 
     cells = grid(arms, freeze, subsets, seeds)
     rows: list[dict[str, Any]] = []
@@ -335,12 +322,12 @@ def run_ablation(
             run_model.pop("init_from", None)
             run_model.pop("heads", None)
         run_data = {**data, "train_file": str(train_file), "test_file": str(test_file), "seed": cell.seed}
+        run = {"seed_everything": cell.seed, "model": run_model, "data": run_data, "trainer": trainer}
         if reused:  # a finished folder of another configuration is refused, never tabulated
-            check_reusable(run_dir, run_config(run_model, run_data, trainer, cell.seed))
-        metrics = (load_run_metrics(run_dir) if reused else
-                   train_and_test(run_dir, run_model, run_data, trainer, seed=cell.seed))
+            check_reusable(run_dir, run_config(run))
+        metrics = load_run_metrics(run_dir) if reused else train_and_test(run_dir, run)
         row = {"arm": cell.arm, "freeze": cell.freeze, "subset": cell.subset, "seed": cell.seed,
-               **_scalars(metrics), "seconds": metrics.get("run", {}).get("seconds"), "run_dir": str(run_dir)}
+               **headline(metrics), "seconds": metrics.get("run", {}).get("seconds"), "run_dir": str(run_dir)}
         rows.append(row)
         took = "reused" if reused else f"done in {row['seconds'] or 0:.0f} s"
         print(f"{tag}: {took}, PCKh@0.5 {row['pckh']:.1f}, F1 {row['f1']:.3f}", flush=True)

@@ -17,8 +17,8 @@ Every model is scored on ONE held-out human test set with the paper's metrics.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
+import logging
 import platform
 import statistics
 import time
@@ -27,44 +27,43 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from crosspose.core.errors import ConfigError
-from crosspose.core.io import atomic_write_text
+from crosspose.core.io import atomic_write_json, atomic_write_text
 from crosspose.core.skeletons import MACAQUE, MPII
 from crosspose.data.coco import load_coco_keypoints, split_by_image
 from crosspose.data.macaquepose import read_macaquepose
 from crosspose.data.mpii import read_mpii
 from crosspose.data.synth import generate
 from crosspose.evaluation.report import draw_predictions, write_report
+from crosspose.evaluation.results import headline, load_prediction_records
 from crosspose.training.run_folder import FolderLock, config_differences
 from crosspose.training.runs import test_checkpoint, train_and_test
 
-__all__ = ["Profile", "PROFILES", "run_demo", "configure_parser", "run"]
+__all__ = ["Profile", "configure_parser", "load_profile", "profile_names", "run", "run_demo"]
+
+log = logging.getLogger("crosspose")
 
 
 @dataclass(frozen=True)
 class Profile:
-    """Sizes and budgets of one demo run.
+    """A demo profile: ``configs/demo/<name>.yaml``, whose ``experiment`` section holds these sizes.
 
     Args:
-        backbone: timm ResNet.
-        input_size: network input (square).
-        batch_size: per step.
+        name: the profile (file stem).
+        base: the run config every stage starts from (``seed_everything``, ``model``, ``data``, ``trainer``).
         macaque_images: synthetic macaque images (pretraining set, 5 % of it for validation).
         human_images: synthetic human images (benchmark training set + validation + test).
         test_images: held-out human images for every model's score.
         subset: the humans of the transfer and scratch runs (the paper's 1,000).
         pretrain_steps, finetune_steps, benchmark_steps: optimizer steps of each model.
-        lr: AdamW learning rate (cosine schedule, short warm-up).
         seeds: seeds of the transfer and scratch runs (the pretraining uses the first).
         synth_size: side of the generated images.
-        num_workers: data-loader processes.
     """
 
     name: str
-    backbone: str
-    input_size: int
-    batch_size: int
+    base: dict[str, Any]
     macaque_images: int
     human_images: int
     test_images: int
@@ -72,27 +71,62 @@ class Profile:
     pretrain_steps: int
     finetune_steps: int
     benchmark_steps: int
-    lr: float
     seeds: tuple[int, ...]
     synth_size: int = 256
-    num_workers: int = 2
+
+    @property
+    def backbone(self) -> str:
+        return str(self.base["model"].get("backbone", "resnet50"))
+
+    @property
+    def input_size(self) -> int:
+        return int(self.base["data"].get("input_size", 256))
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.base["data"].get("batch_size", 16))
+
+    @property
+    def num_workers(self) -> int:
+        return int(self.base["data"].get("num_workers", 2))
 
 
-PROFILES: dict[str, Profile] = {
-    # under 20 minutes on 2 CPU cores: a small network, small inputs, short schedules, 3 seeds
-    "default": Profile(name="default", backbone="resnet18", input_size=128, batch_size=16,
-                       macaque_images=1500, human_images=3000, test_images=300, subset=1000,
-                       pretrain_steps=400, finetune_steps=150, benchmark_steps=150, lr=1e-3, seeds=(0, 1, 2)),
-    # GPU scale: the paper's ResNet-50 at 256 px, three seeds for the transfer/scratch spread
-    "full": Profile(name="full", backbone="resnet50", input_size=256, batch_size=16,
-                    macaque_images=15000, human_images=12000, test_images=1000, subset=1000,
-                    pretrain_steps=30000, finetune_steps=6000, benchmark_steps=12000, lr=5e-4,
-                    seeds=(0, 1, 2), num_workers=8),
-    # seconds: exercises every stage in the tests
-    "smoke": Profile(name="smoke", backbone="resnet18", input_size=64, batch_size=4, macaque_images=24,
-                     human_images=40, test_images=8, subset=16, pretrain_steps=3, finetune_steps=3,
-                     benchmark_steps=3, lr=1e-3, seeds=(0, 1), synth_size=128, num_workers=0),
-}
+PROFILE_DIR = Path(__file__).resolve().parents[3] / "configs" / "demo"
+_SIZES = ("macaque_images", "human_images", "test_images", "subset", "pretrain_steps", "finetune_steps",
+          "benchmark_steps", "seeds")
+
+
+def profile_names() -> list[str]:
+    """The demo profiles shipped in ``configs/demo/``."""
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))
+
+
+def load_profile(source: str | Path) -> Profile:
+    """A profile by name (``configs/demo/<name>.yaml``) or from any YAML of that layout."""
+    path = Path(source)
+    if not path.suffix:
+        path = PROFILE_DIR / f"{source}.yaml"
+        if not path.is_file():
+            raise ConfigError(f"no demo profile {str(source)!r} (choose from {', '.join(profile_names())}, "
+                              "or give a YAML file)")
+    if not path.is_file():
+        raise ConfigError(f"{path}: demo profile not found")
+    try:
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    exp = cfg.get("experiment") if isinstance(cfg, dict) else None
+    if not isinstance(exp, dict) or exp.get("kind") != "demo":
+        raise ConfigError(f"{path}: not a demo profile (needs an `experiment:` section with `kind: demo`)")
+    missing = [k for k in _SIZES if k not in exp]
+    if missing:
+        raise ConfigError(f"{path}: experiment is missing {', '.join(missing)}")
+    base = {k: dict(cfg.get(k) or {}) for k in ("model", "data", "trainer")}
+    base["seed_everything"] = cfg.get("seed_everything", 0)
+    base["experiment"] = dict(exp)
+    return Profile(name=path.stem, base=base, seeds=tuple(int(s) for s in exp["seeds"]),
+                   synth_size=int(exp.get("synth_size", 256)),
+                   **{k: int(exp[k]) for k in _SIZES if k != "seeds"})
 
 
 class _Stages:
@@ -103,7 +137,7 @@ class _Stages:
 
     def __call__(self, text: str) -> None:
         self.n += 1
-        print(f"\n[demo {self.n}/{self.total} | {time.perf_counter() - self.t0:6.0f} s] {text}", flush=True)
+        log.info("[demo %d/%d | %6.0f s] %s", self.n, self.total, time.perf_counter() - self.t0, text)
 
 
 def _prepare_data(root: Path, p: Profile, stage: _Stages) -> dict[str, Path]:
@@ -130,24 +164,19 @@ def _prepare_data(root: Path, p: Profile, stage: _Stages) -> dict[str, Path]:
             "human_val": hum["val"], "human_test": hum["test"], "human_subset": subset[f"subset{p.subset}"]}
 
 
-def _model(p: Profile, skeleton_names: tuple[str, ...], **extra: Any) -> dict[str, Any]:
+def _stage_config(p: Profile, names: tuple[str, ...], files: tuple[Path, Path, Path], steps: int, seed: int,
+                  **model: Any) -> dict[str, Any]:
+    """One stage's run config: the profile's base with this stage's skeleton, data files, budget and seed."""
+    train, val, test = files
+    base = p.base
     return {
-        "num_keypoints": len(skeleton_names), "keypoint_names": list(skeleton_names), "backbone": p.backbone,
-        "radius": 17.0 * p.input_size / 256,  # DeeperCut's 17 px at 256 px, scaled with the input
-        "optimizer": functools.partial(torch.optim.AdamW, lr=p.lr, weight_decay=1e-4),
-        "lr_schedule": "cosine", "warmup_steps": max(1, min(100, p.finetune_steps // 10)), **extra,
+        "seed_everything": seed,
+        "experiment": {**base["experiment"], "profile": p.name},
+        "model": {**base["model"], "num_keypoints": len(names), "keypoint_names": list(names), **model},
+        "data": {**base["data"], "train_file": str(train), "val_file": str(val), "test_file": str(test),
+                 "seed": seed},
+        "trainer": {**base["trainer"], "max_steps": steps},
     }
-
-
-def _data(p: Profile, train: Path, val: Path, test: Path, seed: int) -> dict[str, Any]:
-    return {"train_file": str(train), "val_file": str(val), "test_file": str(test), "input_size": p.input_size,
-            "batch_size": p.batch_size, "num_workers": p.num_workers, "seed": seed,
-            "augmentation": {"flip": True}}
-
-
-def _trainer(steps: int) -> dict[str, Any]:
-    return {"max_steps": steps, "max_epochs": -1, "val_check_interval": None, "check_val_every_n_epoch": 1,
-            "log_every_n_steps": 10}
 
 
 def run_demo(out: Path, profile: Profile) -> Path:
@@ -158,13 +187,12 @@ def run_demo(out: Path, profile: Profile) -> Path:
     stage = _Stages(8)
     t_start = time.perf_counter()
     files = _prepare_data(out, p, stage)
-    atomic_write_text(out / "profile.json", json.dumps(asdict(p), indent=1))
+    atomic_write_json(out / "profile.json", asdict(p))
 
     stage(f"pretrain on macaques ({p.backbone}, {p.input_size} px, {p.pretrain_steps} steps)")
     pre_dir = out / "pretrain_macaque"
-    pre_model = _model(p, MACAQUE.keypoints)
-    train_and_test(pre_dir, pre_model, _data(p, files["macaque_train"], files["macaque_val"], files["macaque_val"],
-                                             p.seeds[0]), _trainer(p.pretrain_steps), seed=p.seeds[0])
+    train_and_test(pre_dir, _stage_config(p, MACAQUE.keypoints, (files["macaque_train"], files["macaque_val"],
+                                                                 files["macaque_val"]), p.pretrain_steps, p.seeds[0]))
     pre_ckpt = pre_dir / "checkpoints" / ("best.ckpt" if (pre_dir / "checkpoints" / "best.ckpt").is_file()
                                           else "last.ckpt")
 
@@ -179,16 +207,15 @@ def run_demo(out: Path, profile: Profile) -> Path:
               + (" (init from the macaque network, heads re-initialised)" if arm == "transfer" else ""))
         for seed in p.seeds:
             extra = {"init_from": str(pre_ckpt), "heads": "reinit"} if arm == "transfer" else {}
-            results[arm].append(train_and_test(
-                out / f"{arm}_seed{seed}", _model(p, MPII.keypoints, **extra),
-                _data(p, files["human_subset"], files["human_val"], files["human_test"], seed),
-                _trainer(p.finetune_steps), seed=seed))
+            results[arm].append(train_and_test(out / f"{arm}_seed{seed}", _stage_config(
+                p, MPII.keypoints, (files["human_subset"], files["human_val"], files["human_test"]),
+                p.finetune_steps, seed, **extra)))
 
     n_bench = len(load_coco_keypoints(files["human_train"]).instances())
     stage(f"benchmark: human-only on {n_bench} humans, {p.benchmark_steps} steps")
-    benchmark = train_and_test(out / "benchmark_human", _model(p, MPII.keypoints),
-                               _data(p, files["human_train"], files["human_val"], files["human_test"], p.seeds[0]),
-                               _trainer(p.benchmark_steps), seed=p.seeds[0])
+    benchmark = train_and_test(out / "benchmark_human", _stage_config(
+        p, MPII.keypoints, (files["human_train"], files["human_val"], files["human_test"]), p.benchmark_steps,
+        p.seeds[0]))
 
     stage("report")
     runs = {
@@ -202,13 +229,13 @@ def run_demo(out: Path, profile: Profile) -> Path:
                           notes=notes)
     gt = load_coco_keypoints(files["human_test"])
     for name, run_dir in (("transfer", out / f"transfer_seed{p.seeds[0]}"), ("scratch", out / f"scratch_seed{p.seeds[0]}")):
-        preds = json.loads((run_dir / "predictions.json").read_text())
+        preds = load_prediction_records(run_dir / "predictions.json")
         draw_predictions(gt, preds, out / f"samples_{name}.png", n=6)
     atomic_write_text(report, report.read_text(encoding="utf-8")
                       + "\n## Predictions on test images (green: ground truth, red: prediction)\n\n"
-                      "Transfer: ![transfer samples](samples_transfer.png)\n\n"
-                      "Scratch: ![scratch samples](samples_scratch.png)\n")
-    print(f"\nreport: {report}  ({time.perf_counter() - t_start:.0f} s)")
+                        "Transfer: ![transfer samples](samples_transfer.png)\n\n"
+                        "Scratch: ![scratch samples](samples_scratch.png)\n")
+    log.info("report: %s  (%.0f s)", report, time.perf_counter() - t_start)
     return report
 
 
@@ -223,10 +250,18 @@ def _check_same_profile(out: Path, p: Profile) -> None:
         old = {"profile.json": "unreadable"}
     # more or fewer seeds reuse the shared stages and the seeds' own run folders: not a mix
     diff = config_differences({k: v for k, v in old.items() if k != "seeds"},
-                              {k: v for k, v in asdict(p).items() if k != "seeds"})
+                              {k: v for k, v in json.loads(json.dumps(asdict(p), default=str)).items()
+                               if k != "seeds"})
     if diff:
         raise ConfigError(f"{out}: holds a demo run of another profile ({'; '.join(diff[:4])}); its stages "
                           "would be mixed with this one's: use another --out, or delete the folder to start over")
+
+
+def _optimizer_text(p: Profile) -> str:
+    opt = p.base["model"].get("optimizer") or {}
+    name = str(opt.get("class_path", "SGD")).rsplit(".", 1)[-1] if isinstance(opt, dict) else str(opt)
+    lr = (opt.get("init_args") or {}).get("lr") if isinstance(opt, dict) else None
+    return f"{name} lr {lr}, {p.base['model'].get('lr_schedule', 'deepercut')} schedule"
 
 
 def _mean_sd(values: list[float]) -> str:
@@ -237,13 +272,13 @@ def _mean_sd(values: list[float]) -> str:
 
 def _notes(p: Profile, n_bench: int, results: dict[str, list[dict[str, Any]]], seconds: float) -> str:
     def metric(run: dict[str, Any], key: str) -> float:
-        return float(run["pckh"]["mean"]) if key == "pckh" else float(run["detection"]["f1"])
+        return float(headline(run)[key] or 0.0)
 
     lines = [
-        f"Profile `{p.name}`: {p.backbone} at {p.input_size} px, batch {p.batch_size}; pretraining "
-        f"{p.pretrain_steps} steps on {p.macaque_images} synthetic macaque images; transfer and scratch "
-        f"{p.finetune_steps} steps on the same {p.subset} humans; benchmark {p.benchmark_steps} steps on "
-        f"{n_bench} humans; AdamW lr {p.lr}, cosine schedule. Seeds: {', '.join(map(str, p.seeds))} "
+        f"Profile `{p.name}` (configs/demo/{p.name}.yaml): {p.backbone} at {p.input_size} px, batch "
+        f"{p.batch_size}; pretraining {p.pretrain_steps} steps on {p.macaque_images} synthetic macaque images; "
+        f"transfer and scratch {p.finetune_steps} steps on the same {p.subset} humans; benchmark "
+        f"{p.benchmark_steps} steps on {n_bench} humans; {_optimizer_text(p)}. Seeds: {', '.join(map(str, p.seeds))} "
         f"(data generation seeds 1 = macaques, 2 = humans; splits seed 0).",
         f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
         f"torch {torch.__version__}, {'CUDA' if torch.cuda.is_available() else 'CPU only'}; "
@@ -269,8 +304,10 @@ def _notes(p: Profile, n_bench: int, results: dict[str, list[dict[str, Any]]], s
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="default",
-                        help="default: about 20 min on 2 CPU cores; full: the GPU-scale version (3 seeds)")
+    """Options of ``crosspose demo``."""
+    parser.add_argument("--profile", default="default",
+                        help=f"a profile of configs/demo/ ({', '.join(profile_names())}) or a YAML file of that "
+                             "layout; default: about 20 min on 2 CPU cores; full: the GPU-scale version")
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="output folder (default runs/demo)")
     parser.add_argument("--seeds", type=str, default=None, help="comma-separated seeds of transfer/scratch")
     parser.add_argument("--workers", type=int, default=None, help="data-loader processes")
@@ -280,11 +317,18 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    profile = PROFILES[args.profile]
+    """Run the demo with the chosen profile and overrides."""
+    profile = load_profile(args.profile)
     if args.seeds:
-        profile = replace(profile, seeds=tuple(int(s) for s in args.seeds.split(",")))
+        try:
+            profile = replace(profile, seeds=tuple(int(s) for s in args.seeds.split(",")))
+        except ValueError:
+            raise ConfigError(f"--seeds: expected comma-separated integers, got {args.seeds!r}") from None
     if args.workers is not None:
-        profile = replace(profile, num_workers=args.workers)
+        if args.workers < 0:
+            raise ConfigError(f"--workers must be 0 or more, got {args.workers}")
+        base = {**profile.base, "data": {**profile.base["data"], "num_workers": args.workers}}
+        profile = replace(profile, base=base)
     with FolderLock(args.out, "crosspose demo", wait=args.wait):
         run_demo(args.out, profile)
     return 0

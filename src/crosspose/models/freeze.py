@@ -1,6 +1,7 @@
 """Freezing the backbone by stage, with truly frozen normalisation.
 
-``freeze: stage2`` freezes the stem, stage 1 and stage 2: their parameters stop requiring
+Stages are the backbone's own (timm: ``conv1``+``bn1``, ``layer1``-``layer4``; TF-slim:
+``conv1``, ``block1``-``block4``). ``freeze: stage2`` freezes the stem, stage 1 and stage 2: their parameters stop requiring
 gradients (so the optimizer never sees them) and their BatchNorm layers become
 ``FrozenBatchNorm2d``, whose statistics and affine terms are buffers: nothing about a frozen stage
 changes during training, whatever ``train()``/``eval()`` the trainer calls.
@@ -14,9 +15,9 @@ from timm.layers import freeze_batch_norm_2d
 from torch import nn
 
 from crosspose.core.errors import ConfigError
-from crosspose.models.backbone import STAGES, ResNetBackbone
+from crosspose.models.backbone import STAGES, Backbone
 
-__all__ = ["FreezeLevel", "FREEZE_LEVELS", "frozen_stages", "freeze_backbone"]
+__all__ = ["FREEZE_LEVELS", "FreezeLevel", "freeze_backbone", "frozen_stages"]
 
 FreezeLevel = Literal["none", "stem", "stage1", "stage2", "stage3", "stage4", "backbone"]
 FREEZE_LEVELS: tuple[str, ...] = get_args(FreezeLevel)
@@ -33,7 +34,7 @@ def frozen_stages(level: str) -> tuple[str, ...]:
     return STAGES[: STAGES.index(level) + 1]
 
 
-def freeze_backbone(backbone: ResNetBackbone, level: str) -> tuple[str, ...]:
+def freeze_backbone(backbone: Backbone, level: str) -> tuple[str, ...]:
     """Freeze every part up to and including ``level``; returns the parts frozen."""
     stages = frozen_stages(level)
     body = backbone.body
@@ -46,7 +47,7 @@ def freeze_backbone(backbone: ResNetBackbone, level: str) -> tuple[str, ...]:
     return stages
 
 
-def _module_names(backbone: ResNetBackbone, stage: str) -> list[str]:
+def _module_names(backbone: Backbone, stage: str) -> list[str]:
     names = []
     wanted = {id(m) for m in backbone.stage_modules(stage)}
     for name, child in backbone.body.named_children():

@@ -16,14 +16,19 @@ class DeconvHead(nn.Module):
     input pixel (8 gx + 4, 8 gy + 4) for a stride-16 feature map. Glorot-uniform weights and zero
     bias, as DeeperCut initialises them.
 
+    DeepLabCut 3's ``HeatmapHead`` is the same transposed convolution without the crop
+    (``crop=False``): its maps are (2H+1) x (2W+1), the extra last row and column included.
+
     Args:
         in_channels: channels of the feature map (2048 for ResNet-50).
         out_channels: J for score maps, 2J for location refinement.
+        crop: drop the last row and column (DeeperCut / DeepLabCut 2); False keeps them (DeepLabCut 3).
     """
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, crop: bool = True) -> None:
         super().__init__()
         self.deconv = nn.ConvTranspose2d(in_channels, out_channels, kernel_size=3, stride=2, padding=0)
+        self.crop = crop
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -35,5 +40,7 @@ class DeconvHead(nn.Module):
         return self.deconv.out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.crop:
+            return self.deconv(x)
         h, w = x.shape[-2:]
         return self.deconv(x)[..., : 2 * h, : 2 * w]

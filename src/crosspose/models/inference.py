@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 
 import torch
 from torch import nn
@@ -20,7 +21,7 @@ def fold_batchnorm(module: nn.Module) -> int:
     folded = 0
     for parent in list(module.modules()):
         names = list(parent._modules)
-        for a, b in zip(names, names[1:], strict=False):
+        for a, b in itertools.pairwise(names):
             conv, bn = parent._modules[a], parent._modules[b]
             if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
                 parent._modules[a] = fuse_conv_bn_eval(conv, bn)

@@ -22,7 +22,7 @@ from crosspose.core.errors import CheckpointError
 from crosspose.core.skeletons import match_joints
 from crosspose.models.network import PoseNetwork
 
-__all__ = ["HeadsMode", "read_checkpoint", "initialize_from_checkpoint", "METADATA_KEY"]
+__all__ = ["METADATA_KEY", "HeadsMode", "initialize_from_checkpoint", "read_checkpoint"]
 
 HeadsMode = Literal["reinit", "keep", "map"]
 METADATA_KEY = "crosspose"
@@ -74,8 +74,13 @@ def initialize_from_checkpoint(
             target[key].copy_(state[key])
             loaded += 1
 
-        src_k = state["heatmap_head.deconv.bias"].shape[0]
         summary: dict[str, Any] = {"backbone_tensors": loaded, "heads": heads, "mapped": {}}
+        if "heatmap_head.deconv.bias" not in state:
+            if heads != "reinit":  # e.g. a converted TF-slim ImageNet checkpoint
+                raise CheckpointError(f"{path}: the checkpoint holds a backbone only (no pose heads); "
+                                      "use heads: reinit")
+            return summary
+        src_k = state["heatmap_head.deconv.bias"].shape[0]
         if heads == "keep":
             if src_k != net.num_keypoints:
                 raise CheckpointError(f"{path}: heads: keep needs the same keypoints, but the checkpoint "

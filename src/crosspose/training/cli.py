@@ -11,20 +11,18 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
-from lightning.pytorch import Callback, Trainer
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.cli import LightningCLI
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch import Trainer
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 
 from crosspose.core.errors import ConfigError
 from crosspose.data.datamodule import PoseDataModule
-from crosspose.training.checkpointing import AtomicCheckpointIO, LastCheckpoint, load_checkpoint
+from crosspose.training.callbacks import configure_logging, run_callbacks, run_loggers
+from crosspose.training.checkpointing import AtomicCheckpointIO, load_checkpoint
 from crosspose.training.module import PoseEstimationModule
-from crosspose.training.prediction_writer import PredictionWriter
 
 __all__ = ["CrossposeCLI", "run_lightning_cli", "trainer_defaults", "with_atomic_checkpoints"]
 
@@ -43,17 +41,6 @@ def trainer_defaults() -> dict[str, Any]:
     }
 
 
-def run_checkpoints(dirpath: Path) -> list[ModelCheckpoint]:
-    """``best.ckpt`` (highest validation PCKh) and ``last.ckpt`` (every validation, and on a crash).
-
-    Two callbacks because Lightning 2.6 refreshes ``save_last`` only when the best improves, and a
-    resumable run needs the latest state every time.
-    """
-    best = ModelCheckpoint(dirpath=dirpath, filename="best", monitor="val/pckh", mode="max", save_top_k=1,
-                           auto_insert_metric_name=False, enable_version_counter=False)
-    return [best, LastCheckpoint(dirpath)]
-
-
 def with_atomic_checkpoints(plugins: Any) -> list[Any]:
     """The trainer's ``plugins`` plus :class:`AtomicCheckpointIO` unless a CheckpointIO is given."""
     given = list(plugins) if isinstance(plugins, list | tuple) else [] if plugins is None else [plugins]
@@ -65,7 +52,8 @@ def with_atomic_checkpoints(plugins: Any) -> list[Any]:
 class CrossposeCLI(LightningCLI):
     """LightningCLI with crosspose's run-folder layout and checkpoints."""
 
-    def __init__(self, args: Sequence[str] | None = None, run: bool = True) -> None:
+    def __init__(self, args: Sequence[str] | dict[str, Any] | None = None, run: bool = True) -> None:
+        configure_logging()
         super().__init__(
             PoseEstimationModule,
             PoseDataModule,
@@ -73,10 +61,38 @@ class CrossposeCLI(LightningCLI):
             save_config_kwargs={"overwrite": True},
             trainer_defaults=trainer_defaults(),
             auto_configure_optimizers=False,  # the optimizer is injected into the model
-            args=list(args) if args is not None else None,
+            args=args if args is None or isinstance(args, dict) else list(args),
             run=run,
-            parser_kwargs={"default_env": False},
+            parser_kwargs={"default_env": False, "exit_on_error": False},  # errors reach cli.main: one line
         )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """``experiment``: settings of the experiment a config belongs to (``crosspose demo`` reads them).
+
+        Training ignores the section; it is recorded with the run, so a demo profile is one YAML that
+        ``crosspose fit`` also runs.
+        """
+        parser.add_argument("--experiment", type=Optional[dict[str, Any]], default=None,  # noqa: UP045
+                            help="settings of the experiment this config belongs to (read by crosspose demo; "
+                                 "ignored by training)")
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """The trainer with crosspose's run folder: checkpoints, loggers, progress (see training.callbacks)."""
+        config = self.config_init.get(self.subcommand) if self.subcommand else self.config_init
+        trainer_cfg = dict(config.get("trainer") or {})
+        root = Path(trainer_cfg.get("default_root_dir") or "runs/default")
+        given = list(trainer_cfg.get("callbacks") or [])
+        logger = trainer_cfg.get("logger")
+        if logger in (None, True):
+            kwargs["logger"] = run_loggers(root)
+        module = self.model
+        kwargs["callbacks"] = given + run_callbacks(
+            root, given, monitor=getattr(module, "monitor", "val/pckh"), mode=getattr(module, "mode", "max"),
+            progress_bar=trainer_cfg.get("enable_progress_bar") is not False,
+            has_logger=kwargs.get("logger", logger) not in (None, False))
+        # atomic checkpoint writes that raise on failure; weights-only loads (resume included)
+        kwargs["plugins"] = with_atomic_checkpoints(trainer_cfg.get("plugins"))
+        return super().instantiate_trainer(**kwargs)
 
     def before_fit(self) -> None:
         """A fit without --ckpt_path into a folder that already holds checkpoints would overwrite them."""
@@ -98,20 +114,6 @@ class CrossposeCLI(LightningCLI):
         except Exception:
             load_checkpoint(self.config[self.config.subcommand].get("ckpt_path"))  # raises CheckpointError
             raise
-
-    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
-        root = Path(config.get("default_root_dir") or "runs/default")
-        given = list(config.get("callbacks") or []) + list(callbacks)
-        if not any(isinstance(c, ModelCheckpoint) for c in given):
-            callbacks.extend(run_checkpoints(root / "checkpoints"))
-        if self.subcommand == "predict" and not any(isinstance(c, PredictionWriter) for c in given):
-            callbacks.append(PredictionWriter())
-        config["plugins"] = with_atomic_checkpoints(config.get("plugins"))
-        if config.get("logger") in (None, True):
-            config["logger"] = CSVLogger(save_dir=str(root), name="logs")
-        if config.get("logger") and not any(isinstance(c, LearningRateMonitor) for c in given):
-            callbacks.append(LearningRateMonitor(logging_interval="step"))
-        return super()._instantiate_trainer(config, callbacks)
 
 
 def run_lightning_cli(args: Sequence[str]) -> CrossposeCLI:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from crosspose.core.codecs import HeatmapCodec, Targets
 
-__all__ = ["pose_loss", "masked_mean"]
+__all__ = ["masked_mean", "pose_loss"]
 
 
 def masked_mean(values: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,16 +12,19 @@ from lightning.pytorch.cli import OptimizerCallable
 
 from crosspose.core.codecs import build_codec
 from crosspose.core.errors import ConfigError
-from crosspose.core.io import atomic_write_text
+from crosspose.core.validate import non_negative, positive
+from crosspose.evaluation.results import headline, write_metrics, write_prediction_records
 from crosspose.models.freeze import FreezeLevel, freeze_backbone
 from crosspose.models.inference import inference_copy
-from crosspose.models.network import NormMode, PoseNetwork
+from crosspose.models.network import HeadOutput, NormMode, PoseNetwork
 from crosspose.models.transfer import METADATA_KEY, HeadsMode, initialize_from_checkpoint
 from crosspose.training.distributed import gather_rows
 from crosspose.training.losses import pose_loss
 from crosspose.training.schedulers import ScheduleName, build_scheduler
 
 __all__ = ["PoseEstimationModule", "to_original"]
+
+log = logging.getLogger("crosspose")
 
 
 def to_original(points: torch.Tensor, to_original: torch.Tensor) -> torch.Tensor:
@@ -37,10 +40,14 @@ class PoseEstimationModule(L.LightningModule):
     Args:
         num_keypoints: J, the number of joints the heads predict (must match the data).
         keypoint_names: joint names; taken from the data file when omitted (needed by ``heads: map``).
-        backbone: timm ResNet name.
+        backbone: timm ResNet name, or ``slim_resnet_v1_50``/``_101``/``_152`` (DeepLabCut 2's TF-slim net).
         pretrained: start from timm's ImageNet weights (downloads once; fails offline with a clear message).
         norm: ``batch`` (BatchNorm statistics train) or ``frozen`` (DeeperCut: eval-mode statistics).
         intermediate_supervision: extra score-map head and loss on stage 3.
+        intermediate_supervision_unit: 1-based unit of stage 3 feeding that head (TF-slim
+            ``block3/unit_12`` = 12, as DeepLabCut's ``intermediate_supervision_layer``); None = its end.
+        head_output: ``same`` (DeeperCut: maps twice the feature size) or ``full`` (DeepLabCut 3's
+            uncropped (2H+1) x (2W+1) maps; set by ``crosspose convert dlc-pytorch``).
         heatmap: ``disk`` (DeeperCut, sigmoid cross-entropy) or ``gaussian`` (MSE).
         radius: disk radius in input pixels (17); also the locref region.
         sigma: Gaussian width in input pixels (default 2 * radius / 3).
@@ -59,7 +66,13 @@ class PoseEstimationModule(L.LightningModule):
         channels_last: NHWC memory format (faster convolutions on CPU and tensor cores).
         compile: ``torch.compile`` the network.
         pck_alpha: threshold of the validation PCK (PCKh@0.5 on MPII).
+
+    Attributes:
+        monitor, mode: the metric that selects ``best.ckpt`` and how (read by the checkpoint code).
     """
+
+    monitor = "val/pckh"
+    mode = "max"
 
     def __init__(
         self,
@@ -69,6 +82,8 @@ class PoseEstimationModule(L.LightningModule):
         pretrained: bool = False,
         norm: NormMode = "batch",
         intermediate_supervision: bool = False,
+        intermediate_supervision_unit: int | None = None,
+        head_output: HeadOutput = "same",
         heatmap: Literal["disk", "gaussian"] = "disk",
         radius: float = 17.0,
         sigma: float | None = None,
@@ -93,9 +108,21 @@ class PoseEstimationModule(L.LightningModule):
         if keypoint_names is not None and len(keypoint_names) != num_keypoints:
             raise ConfigError(f"model.keypoint_names has {len(keypoint_names)} names but "
                               f"model.num_keypoints is {num_keypoints}")
+        positive("model.radius", radius)
+        if sigma is not None:
+            positive("model.sigma", sigma)
+        positive("model.locref_std", locref_std)
+        non_negative("model.locref_loss_weight", locref_loss_weight)
+        non_negative("model.backbone_lr_scale", backbone_lr_scale)
+        non_negative("model.warmup_steps", warmup_steps)
+        if not 0 < pck_alpha <= 1:
+            raise ConfigError(f"model.pck_alpha must be in (0, 1], got {pck_alpha}")
+        if init_from is not None and not str(init_from).strip():
+            raise ConfigError("model.init_from is empty (give a checkpoint path or leave it out)")
         self.save_hyperparameters(ignore=["optimizer"])
         self.keypoint_names = list(keypoint_names) if keypoint_names else None
-        self.net = PoseNetwork(num_keypoints, backbone, pretrained, norm, intermediate_supervision)
+        self.net = PoseNetwork(num_keypoints, backbone, pretrained, norm, intermediate_supervision,
+                               intermediate_supervision_unit, head_output)
         self.codec = build_codec(heatmap, radius, sigma, locref_std, unannotated)
         self.optimizer_factory = optimizer
         self._prepared = False
@@ -105,6 +132,8 @@ class PoseEstimationModule(L.LightningModule):
         self._inference_net: list[torch.nn.Module] = []
         self.transfer_summary: dict[str, Any] | None = None
         self.last_metrics: dict[str, Any] | None = None
+        self.last_predictions: list[dict[str, Any]] | None = None
+        self.loaded_step: int | None = None  # global step of the checkpoint the weights came from
 
     # ----------------------------------------------------------------- setup
     def setup(self, stage: str) -> None:
@@ -141,6 +170,7 @@ class PoseEstimationModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         meta = checkpoint.get(METADATA_KEY, {})
+        self.loaded_step = checkpoint.get("global_step")
         if self.keypoint_names is None and meta.get("keypoint_names"):
             self.keypoint_names = list(meta["keypoint_names"])
         # load_from_checkpoint builds a fresh module: give it the frozen layout the weights were saved in
@@ -244,16 +274,22 @@ class PoseEstimationModule(L.LightningModule):
             return
         self._log_eval_loss("val")
         _, metrics = self._score("val")
-        self.log_dict(summary_scalars(metrics, "val"), sync_dist=False, rank_zero_only=False)
+        scalars = _loggable(headline(metrics, prefix="val/"))
+        if self.monitor in scalars:  # the metric that selects best.ckpt, on the progress bar
+            self.log(self.monitor, scalars.pop(self.monitor), prog_bar=True, rank_zero_only=False)
+        self.log_dict(scalars, sync_dist=False, rank_zero_only=False)
 
     def on_test_epoch_end(self) -> None:
         self._log_eval_loss("test")
         predictions, metrics = self._score("test")
-        self.log_dict(summary_scalars(metrics, "test"), sync_dist=False, rank_zero_only=False)
-        self.last_metrics = metrics
+        self.log_dict(_loggable(headline(metrics, prefix="test/")), sync_dist=False, rank_zero_only=False)
+        metrics["source"] = {"checkpoint": self.trainer.ckpt_path, "global_step": self.loaded_step,
+                             "data_file": str(self.trainer.datamodule.coco("test").path)}
+        self.last_metrics, self.last_predictions = metrics, predictions
         if self.trainer.is_global_zero:
             out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
             write_evaluation(out_dir, predictions, metrics)
+            log.info("wrote %s and %s", out_dir / "predictions.json", out_dir / "metrics.json")
 
     # ------------------------------------------------------------- optimizer
     def configure_optimizers(self) -> dict[str, Any]:
@@ -265,7 +301,7 @@ class PoseEstimationModule(L.LightningModule):
             groups.append({"params": backbone_params, "name": "backbone"})
         try:
             optimizer = factory(groups)
-        except ValueError as exc:  # torch's own checks: "Invalid learning rate: -0.1", ...
+        except ValueError as exc:  # torch's own checks: "Invalid learning rate: -1.0", ...
             raise ConfigError(f"model.optimizer: {exc}") from None
         if self.hparams.backbone_lr_scale <= 0:
             raise ConfigError(f"model.backbone_lr_scale must be positive, got {self.hparams.backbone_lr_scale}")
@@ -280,6 +316,11 @@ class PoseEstimationModule(L.LightningModule):
         if scheduler is None:
             return {"optimizer": optimizer}
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def _loggable(values: dict[str, float | None]) -> dict[str, float]:
+    """Headline numbers the logger can take (an uncomputable one, ``None``, is left out)."""
+    return {k: v for k, v in values.items() if v is not None}
 
 
 def _is_backbone(name: str) -> bool:
@@ -299,23 +340,6 @@ def prediction_record(dataset: Any, index: int, keypoints: torch.Tensor) -> dict
     }
 
 
-def summary_scalars(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
-    """The headline numbers of a metrics.json, for the logger and checkpoint monitoring."""
-    det, loc = metrics["detection"], metrics["localization"]
-    values = {
-        "pckh": metrics["pckh"]["mean"],
-        "f1": det["f1"],
-        "precision": det["precision"],
-        "recall": det["recall"],
-        "roc_auc": det["roc_auc"],
-        "rmse": loc["rmse"],
-    }
-    return {f"{prefix}/{k}": float(v) for k, v in values.items() if v is not None}
-
-
 def write_evaluation(out_dir: Path, predictions: list[dict[str, Any]], metrics: dict[str, Any]) -> None:
-    from crosspose.evaluation.score import write_metrics
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "predictions.json", json.dumps(predictions))
-    write_metrics(metrics, out_dir / "metrics.json")
+    write_prediction_records(predictions, out_dir / "predictions.json")
+    write_metrics(metrics, out_dir / "metrics.json")  # last: its presence marks a finished evaluation

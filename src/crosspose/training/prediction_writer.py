@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from crosspose.data.dataset import ImageFolderDataset
 from crosspose.training.module import prediction_record
 
 __all__ = ["PredictionWriter"]
+
+log = logging.getLogger("crosspose")
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -44,8 +47,7 @@ class PredictionWriter(BasePredictionWriter):
                 else:
                     records.append(prediction_record(dataset, index, keypoints))
         out_dir = Path(trainer.log_dir or trainer.default_root_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
         name = "predictions.json" if trainer.world_size == 1 else f"predictions.rank{trainer.global_rank}.json"
         self.path = out_dir / name
         atomic_write_text(self.path, json.dumps(records))
-        print(f"wrote {len(records)} predictions to {self.path}")
+        log.info("wrote %d predictions to %s", len(records), self.path)

@@ -23,8 +23,15 @@ from typing import Any
 from crosspose.core.errors import ConfigError
 from crosspose.core.io import atomic_write_json
 
-__all__ = ["RUN_RECORD", "FINISHED_MARKER", "FolderLock", "check_reusable", "config_differences", "is_finished",
-           "record_config"]
+__all__ = [
+    "FINISHED_MARKER",
+    "RUN_RECORD",
+    "FolderLock",
+    "check_reusable",
+    "config_differences",
+    "is_finished",
+    "record_config",
+]
 
 RUN_RECORD = "run.json"
 FINISHED_MARKER = "metrics.json"

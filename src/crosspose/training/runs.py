@@ -1,35 +1,35 @@
 """Programmatic runs: train, then score on a test file, in one resumable run folder.
 
-``crosspose demo`` and ``crosspose ablate`` are grids of such runs. A run folder holds
-``config.yaml`` (everything the run was built from), ``checkpoints/{best,last}.ckpt``,
-``logs/`` and, once finished, ``metrics.json`` + ``predictions.json``. A finished folder is
-reused as it is; an unfinished one resumes from ``last.ckpt``.
+``crosspose demo`` and ``crosspose ablate`` are grids of such runs. Each run is built by
+:func:`build_run`: the same :class:`~crosspose.training.cli.CrossposeCLI` that ``crosspose fit`` uses,
+in instantiation-only mode, from a config in the YAML form (``seed_everything``, ``model``, ``data``,
+``trainer``), so a run has the same callbacks, loggers and checkpoint policy whichever command made it.
+
+A run folder holds ``config.yaml`` (everything the run was built from), ``checkpoints/{best,last}.ckpt``,
+``logs/`` and, once finished, ``predictions.json`` + ``metrics.json`` (written last: the marker of a
+finished run). A finished folder is reused as it is; an unfinished one resumes from ``last.ckpt``.
 """
 
 from __future__ import annotations
 
 import functools
-import json
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import lightning as L
+import torch
 import yaml
-from lightning.pytorch.loggers import CSVLogger
 
+from crosspose.core.errors import CheckpointError, DataFormatError
 from crosspose.core.io import atomic_write_text
-from crosspose.data.datamodule import PoseDataModule
-from crosspose.data.transforms import Augmentation
+from crosspose.evaluation.results import Metrics, load_metrics, write_metrics, write_prediction_records
 from crosspose.training.checkpointing import load_checkpoint
-from crosspose.training.cli import run_checkpoints, trainer_defaults, with_atomic_checkpoints
-from crosspose.training.module import PoseEstimationModule
+from crosspose.training.cli import CrossposeCLI
 from crosspose.training.run_folder import check_reusable, load_finished_metrics, record_config
 
-__all__ = ["train_and_test", "test_checkpoint", "load_run_metrics", "run_config"]
-
-_QUIET = {"enable_model_summary": False}
+__all__ = ["build_run", "load_run_metrics", "test_checkpoint", "train_and_test"]
 
 
 def _plain(value: Any) -> Any:
@@ -44,80 +44,92 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def load_run_metrics(run_dir: Path) -> dict[str, Any] | None:
-    """A finished run's metrics.json; None while unfinished (a broken marker counts as unfinished)."""
-    return load_finished_metrics(run_dir)
+def load_run_metrics(run_dir: str | Path) -> Metrics | None:
+    """The metrics.json of a finished run, or None when the run has not finished.
 
-
-def _datamodule(data: Mapping[str, Any]) -> PoseDataModule:
-    data = dict(data)
-    if isinstance(data.get("augmentation"), Mapping):
-        data["augmentation"] = Augmentation(**data["augmentation"])
-    return PoseDataModule(**data)
-
-
-def _trainer(run_dir: Path, trainer: Mapping[str, Any], fit: bool) -> L.Trainer:
-    kwargs = {**trainer_defaults(), **_QUIET, "default_root_dir": str(run_dir), **trainer}
-    kwargs["plugins"] = with_atomic_checkpoints(kwargs.get("plugins"))
-    if fit:
-        kwargs["callbacks"] = run_checkpoints(run_dir / "checkpoints")
-        kwargs["logger"] = CSVLogger(save_dir=str(run_dir), name="logs")
-    else:
-        kwargs["logger"] = False
-        kwargs["enable_checkpointing"] = False
-    return L.Trainer(**kwargs)
-
-
-def _finish(run_dir: Path, module: PoseEstimationModule, seconds: float, global_step: int) -> dict[str, Any]:
-    """Add timing and the training step count to the metrics.json the test wrote into ``run_dir``.
-
-    The test trainer has no logger, so its log folder is ``run_dir`` and predictions.json is already there.
+    Finished means the marker is complete: valid JSON carrying the ``run`` summary that
+    :func:`_finish` adds last (a file truncated by a crash, or the test's own metrics before that
+    summary, means "not finished": the run is completed again, never reported half-done).
     """
+    if load_finished_metrics(run_dir) is None:
+        return None
+    return load_metrics(Path(run_dir) / "metrics.json")
+
+
+def run_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The resolved config :func:`train_and_test` records (and compares before reusing a folder)."""
+    return _plain(dict(config))
+
+
+def build_run(config: Mapping[str, Any]) -> CrossposeCLI:
+    """Instantiate model, data module and trainer from a run config exactly as ``crosspose fit`` does.
+
+    ``config`` has the YAML form of a ``crosspose fit`` config (``seed_everything``, ``model``, ``data``,
+    ``trainer``); optimizers may be given as ``functools.partial`` too. Seeds everything.
+    """
+    saved = sys.argv  # LightningCLI warns when the process has command-line arguments of its own
+    sys.argv = saved[:1]
+    try:
+        return CrossposeCLI(args=_plain(dict(config)), run=False)
+    finally:
+        sys.argv = saved
+
+
+def _with_root(config: Mapping[str, Any], run_dir: Path, **trainer: Any) -> dict[str, Any]:
+    config = dict(config)
+    config["trainer"] = {**dict(config.get("trainer") or {}), "default_root_dir": str(run_dir), **trainer}
+    return config
+
+
+def _finish(run_dir: Path, cli: CrossposeCLI, seconds: float, global_step: int, checkpoint: Path | None
+            ) -> Metrics:
+    """Write the run's predictions.json, then metrics.json (with timing and source) as the finished marker."""
+    module = cli.model
     metrics = dict(module.last_metrics or {})
     metrics["run"] = {"seconds": round(seconds, 1), "global_step": global_step}
-    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))  # written last: the "finished" marker
-    return metrics
+    metrics["source"] = {"checkpoint": None if checkpoint is None else str(checkpoint),
+                         "global_step": module.loaded_step, "data_file": str(cli.datamodule.files["test"])}
+    write_prediction_records(module.last_predictions or [], run_dir / "predictions.json")
+    write_metrics(metrics, run_dir / "metrics.json")
+    return metrics  # type: ignore[return-value]
 
 
-def run_config(model: Mapping[str, Any], data: Mapping[str, Any], trainer: Mapping[str, Any],
-               seed: int = 0) -> dict[str, Any]:
-    """The resolved config :func:`train_and_test` records (and compares before reusing a folder)."""
-    return _plain({"seed_everything": seed, "model": dict(model), "data": dict(data), "trainer": dict(trainer)})
+def train_and_test(run_dir: str | Path, config: Mapping[str, Any]) -> Metrics:
+    """Fit the run ``config`` (train/val files), then score its best checkpoint on ``data.test_file``.
 
-
-def train_and_test(
-    run_dir: str | Path,
-    model: Mapping[str, Any],
-    data: Mapping[str, Any],
-    trainer: Mapping[str, Any],
-    seed: int = 0,
-) -> dict[str, Any]:
-    """Fit ``model`` on ``data`` (train/val files), then score the best checkpoint on ``data.test_file``.
-
-    Returns the metrics.json content. Reuses a finished run; resumes an unfinished one.
+    Returns the metrics.json content. Reuses a finished run; resumes an unfinished one from last.ckpt.
     """
     run_dir = Path(run_dir)
-    config = run_config(model, data, trainer, seed)
-    check_reusable(run_dir, config)  # never resume or report a run of another configuration
+    check_reusable(run_dir, run_config(config))  # never resume or report a run of another configuration
     done = load_run_metrics(run_dir)
     if done is not None:
         return done
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-    record_config(run_dir, config)
-    L.seed_everything(seed, workers=True, verbose=False)
+    record_config(run_dir, run_config(config))
+    config = _with_root(config, run_dir)
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(_plain(config), sort_keys=False))
     start = time.perf_counter()
-    module = PoseEstimationModule(**model)
-    dm = _datamodule(data)
-    fit_trainer = _trainer(run_dir, trainer, fit=True)
+    cli = build_run(config)
     last = run_dir / "checkpoints" / "last.ckpt"
-    fit_trainer.fit(module, dm, ckpt_path=str(last) if last.is_file() else None)
+    cli.trainer.fit(cli.model, cli.datamodule, ckpt_path=str(last) if last.is_file() else None,
+                    weights_only=True)
     best = run_dir / "checkpoints" / "best.ckpt"
     ckpt = best if best.is_file() else last
-    test_trainer = _trainer(run_dir, {k: v for k, v in trainer.items() if k in ("accelerator", "precision")},
-                            fit=False)
-    test_trainer.test(module, dm, ckpt_path=str(ckpt), verbose=False)
-    return _finish(run_dir, module, time.perf_counter() - start, int(fit_trainer.global_step))
+    cli.trainer.test(cli.model, cli.datamodule, ckpt_path=str(ckpt), verbose=False, weights_only=True)
+    return _finish(run_dir, cli, time.perf_counter() - start, int(cli.trainer.global_step), ckpt)
+
+
+def _checkpoint_model_config(checkpoint: Path) -> dict[str, Any]:
+    """The model section a checkpoint was trained with (its saved hyper-parameters)."""
+    if not checkpoint.is_file():
+        raise CheckpointError(f"{checkpoint}: checkpoint not found")
+    try:
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a file that is not a checkpoint
+        raise CheckpointError(f"{checkpoint}: not a readable checkpoint ({type(exc).__name__})") from None
+    hparams = state.get("hyper_parameters") if isinstance(state, dict) else None
+    if not isinstance(hparams, dict) or "num_keypoints" not in hparams:
+        raise CheckpointError(f"{checkpoint}: not a crosspose checkpoint (no model hyper-parameters)")
+    return {k: v for k, v in hparams.items() if k not in ("optimizer", "_instantiator")}
 
 
 def test_checkpoint(
@@ -125,19 +137,22 @@ def test_checkpoint(
     out_dir: str | Path,
     data: Mapping[str, Any],
     trainer: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> Metrics:
     """Score a checkpoint on ``data.test_file`` (any skeleton: shared joints are matched by name)."""
     out_dir = Path(out_dir)
-    config = _plain({"checkpoint": str(checkpoint), "data": dict(data), "trainer": dict(trainer or {})})
-    check_reusable(out_dir, config)
+    recorded = {"checkpoint": str(checkpoint), "data": _plain(dict(data)), "trainer": _plain(dict(trainer or {}))}
+    check_reusable(out_dir, recorded)
     done = load_run_metrics(out_dir)
     if done is not None:
         return done
-    out_dir.mkdir(parents=True, exist_ok=True)
-    record_config(out_dir, config)
-    start = time.perf_counter()
+    checkpoint = Path(checkpoint)
     load_checkpoint(checkpoint)  # one-line errors for a missing, corrupt or code-carrying file
-    module = PoseEstimationModule.load_from_checkpoint(str(checkpoint), map_location="cpu", weights_only=True)
-    test_trainer = _trainer(out_dir, dict(trainer or {}), fit=False)
-    test_trainer.test(module, _datamodule(data), verbose=False)
-    return _finish(out_dir, module, time.perf_counter() - start, 0)
+    record_config(out_dir, recorded)
+    config = {"model": _checkpoint_model_config(checkpoint), "data": dict(data),
+              "trainer": {**dict(trainer or {}), "default_root_dir": str(out_dir), "logger": False}}
+    start = time.perf_counter()
+    cli = build_run(config)
+    if not cli.datamodule.files.get("test"):
+        raise DataFormatError(out_dir, "test_checkpoint needs data.test_file")
+    cli.trainer.test(cli.model, cli.datamodule, ckpt_path=str(checkpoint), verbose=False, weights_only=True)
+    return _finish(out_dir, cli, time.perf_counter() - start, 0, checkpoint)

@@ -15,7 +15,7 @@ from typing import Literal
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
-__all__ = ["DEEPERCUT_STEPS", "ScheduleName", "deepercut_factor", "cosine_factor", "build_scheduler"]
+__all__ = ["DEEPERCUT_STEPS", "ScheduleName", "build_scheduler", "cosine_factor", "deepercut_factor"]
 
 ScheduleName = Literal["deepercut", "cosine", "constant"]
 
@@ -35,6 +35,7 @@ def deepercut_factor(step: int, rescale_to: int | None = None) -> float:
 
 
 def cosine_factor(step: int, total_steps: int, warmup_steps: int = 0, min_factor: float = 0.0) -> float:
+    """Learning-rate factor at ``step``: linear warm-up, then cosine decay to ``min_factor``."""
     if warmup_steps > 0 and step < warmup_steps:
         return (step + 1) / warmup_steps
     span = max(1, total_steps - warmup_steps)

@@ -26,7 +26,7 @@ import math
 import multiprocessing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -36,16 +36,16 @@ from crosspose.core.io import atomic_write_bytes
 from crosspose.data.synth.render import RenderedFigure, Sample, render_sample, sample_rng
 
 __all__ = [
+    "JPEG_QUALITY",
+    "MACAQUE_FILE",
+    "MPII_FILE",
+    "RenderedFigure",
+    "Sample",
     "generate",
+    "image_name",
     "render_sample",
     "sample_rng",
-    "image_name",
     "silhouette_polygons",
-    "Sample",
-    "RenderedFigure",
-    "MPII_FILE",
-    "MACAQUE_FILE",
-    "JPEG_QUALITY",
 ]
 
 MPII_FILE = "mpii_human_pose_v1_u12_1.mat"
@@ -88,7 +88,7 @@ def _separated(figures: Sequence[RenderedFigure]) -> list[int]:
     return out
 
 
-def _annotate(species: str, sample: Sample, name: str):
+def _annotate(species: str, sample: Sample, name: str) -> Any:
     """The release record of one rendered image (a MacaquePose row or an MPII ``annolist`` entry)."""
     if species == "macaque":
         from crosspose.data.macaquepose import MacaqueInstance
@@ -106,7 +106,7 @@ def _annotate(species: str, sample: Sample, name: str):
     return MpiiImage(name=name, persons=persons, is_train=True, single_person=_separated(sample.figures))
 
 
-def _make_one(job: tuple[str, int, int, int, str]):
+def _make_one(job: tuple[str, int, int, int, str]) -> Any:
     """Render, save and annotate one image (runs in a worker process when ``workers > 1``)."""
     species, seed, index, size, images_dir = job
     sample = render_sample(species, seed, index, size)

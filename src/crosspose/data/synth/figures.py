@@ -21,7 +21,7 @@ import numpy as np
 
 from crosspose.core.skeletons import MACAQUE, MPII
 
-__all__ = ["Part", "Figure", "human_figure", "macaque_figure", "rotation", "HUMAN_POSES", "MACAQUE_POSES"]
+__all__ = ["HUMAN_POSES", "MACAQUE_POSES", "Figure", "Part", "human_figure", "macaque_figure", "rotation"]
 
 X = np.array([1.0, 0.0, 0.0])
 Y = np.array([0.0, 1.0, 0.0])
