@@ -108,13 +108,24 @@ def test_image_smaller_than_declared_is_an_error_naming_it(tmp_path: Path,
     assert "img001.png" in err and "1x1" in err and "48x48" in err and "Traceback" not in err, err
 
 
-def test_an_error_inside_a_loader_worker_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_error_inside_a_loader_worker_is_one_line(tmp_path: Path) -> None:
+    """In a fresh process: forking loader workers from a test process full of threads can hang."""
+    import os
+    import subprocess
+    import sys
+
+    from crosspose.testing import REPO
+
     data = write_tiny_coco(tmp_path / "d", count=4, size=48)
     cv2.imwrite(str(tmp_path / "d" / "images" / "img003.png"), np.zeros((1, 1, 3), np.uint8))
-    assert main(["fit", "--data.train_file", str(data), "--trainer.fast_dev_run", "2",
-                 "--trainer.default_root_dir", str(tmp_path / "r"), *FAST, "--data.num_workers", "1"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "img003.png" in err and str(data) in err, err
+    args = ["fit", "--data.train_file", str(data), "--trainer.fast_dev_run", "2",
+            "--trainer.default_root_dir", str(tmp_path / "r"), *FAST, "--data.num_workers", "1"]
+    done = subprocess.run([sys.executable, "-m", "crosspose", *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 2, done.stderr[-2000:]
+    err = [line for line in done.stderr.splitlines() if line.startswith("crosspose fit: error")]
+    assert len(err) == 1 and "img003.png" in err[0] and str(data) in err[0] and "Traceback" not in done.stderr, \
+        done.stderr[-2000:]
 
 
 @pytest.mark.parametrize(("option", "value"), [("--data.batch_size", "-2"), ("--data.num_workers", "-1"),
