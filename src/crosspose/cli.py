@@ -50,6 +50,31 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in text:
+        text = f"{exc.filename}: {text}"
+    return " ".join(text.split()) or type(exc).__name__
+
+
+def _worker_error(exc: RuntimeError) -> str | None:
+    """The original message of an error raised inside a DataLoader worker, if ``exc`` is one of ours or an OSError."""
+    text = str(exc)
+    if "DataLoader worker" not in text or "Original Traceback" not in text:
+        return None
+    last = [line for line in text.strip().splitlines() if line.strip()][-1]
+    kind, _, message = last.partition(": ")
+    name = kind.rsplit(".", 1)[-1]
+    import builtins
+
+    from crosspose.core import errors
+
+    cls = getattr(errors, name, None) or getattr(builtins, name, None)
+    if isinstance(cls, type) and issubclass(cls, CrossposeError | OSError):
+        return " ".join(message.split())
+    return None
+
+
 def _first_line(text: str) -> str:
     """Jsonargparse nests the reason under several lines of context: keep the most specific line."""
     lines = [ln.strip(" -").rstrip(":") for ln in text.strip().splitlines() if ln.strip(" -")]
@@ -97,8 +122,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser = argparse.ArgumentParser(prog=f"crosspose {command}", description=COMMANDS[command][1])
             module.configure_parser(parser)
             return int(module.run(parser.parse_args(rest)) or 0)
-    except CrossposeError as exc:
-        print(f"crosspose {command}: error: {exc}", file=sys.stderr)
+    except (CrossposeError, OSError) as exc:
+        print(f"crosspose {command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        # a DataLoader worker's error arrives re-raised as a RuntimeError carrying its traceback text
+        worker_error = _worker_error(exc)
+        if worker_error is None:
+            raise
+        print(f"crosspose {command}: error: {worker_error}", file=sys.stderr)
         return 2
     except ValueError as exc:  # jsonargparse wraps an option's own check (a ConfigError) in a ValueError
         cause = _user_error(exc)

@@ -23,8 +23,9 @@ from lightning.pytorch import Callback
 
 from crosspose.data.coco import save_coco_keypoints
 
-__all__ = ["REPO", "SHARED_FIXTURES", "TINY_JOINTS", "CrashAfterEpoch", "overfit_tiny_module", "requires_fixture",
-           "write_moving_figure_video", "write_tiny_checkpoint", "write_tiny_coco", "write_tiny_deeplabcut_project"]
+__all__ = ["REPO", "SHARED_FIXTURES", "TINY_JOINTS", "CrashAfterEpoch", "CrashAtStep", "KillDuringCheckpointWrite",
+           "overfit_tiny_module", "requires_fixture", "write_moving_figure_video", "write_tiny_checkpoint",
+           "write_tiny_coco", "write_tiny_deeplabcut_project"]
 
 REPO = Path(__file__).resolve().parents[2]
 """The checkout root (meaningful in a source checkout, where the tests run)."""
@@ -238,3 +239,58 @@ def overfit_tiny_module(folder: Path, steps: int = 40, size: int = 64, count: in
         loss.backward()
         optimizer.step()
     return module.eval(), batch
+
+
+class CrashAtStep(Callback):
+    """Simulates a crash after optimizer step ``step``: an exception, or with ``kill`` a SIGKILL.
+
+    An exception lets Lightning save ``last.ckpt`` on the way out; a SIGKILL leaves only what was
+    saved before it (the honest model of a power cut or the OOM killer).
+    """
+
+    def __init__(self, step: int = 1, kill: bool = False) -> None:
+        self.step, self.kill = step, kill
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if trainer.global_step == self.step:
+            if self.kill:
+                import signal
+
+                os.kill(os.getpid(), signal.SIGKILL)
+            raise RuntimeError(f"simulated crash after step {self.step}")
+
+
+class KillDuringCheckpointWrite(Callback):
+    """SIGKILLs the process halfway through writing the first checkpoint after optimizer step ``step``.
+
+    It swaps the trainer's CheckpointIO for one whose serialisation writes half of the bytes to
+    the temporary file and then kills the process: what a power cut mid-write leaves.
+    """
+
+    def __init__(self, step: int = 1) -> None:
+        self.step = step
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        import io
+        import signal
+
+        import torch
+
+        from crosspose.training.checkpointing import AtomicCheckpointIO
+
+        callback = self
+
+        class _Killing(AtomicCheckpointIO):
+            def write(self, checkpoint: dict[str, Any], tmp: Path) -> None:
+                if trainer.global_step < callback.step:
+                    return super().write(checkpoint, tmp)
+                buffer = io.BytesIO()
+                torch.save(checkpoint, buffer)
+                data = buffer.getvalue()
+                with open(tmp, "wb") as fh:
+                    fh.write(data[: len(data) // 2])
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        trainer.strategy.checkpoint_io = _Killing()

@@ -36,6 +36,7 @@ import numpy as np
 
 from crosspose.benchmark.report import DLC_VERSION, PAPER_STEPS, format_report
 from crosspose.core.errors import ConfigError
+from crosspose.core.io import atomic_path, atomic_write_text
 
 __all__ = [
     "DLC_VERSION",
@@ -84,7 +85,8 @@ def make_synthetic_images(folder: Path, count: int, size: int, seed: int = 0) ->
             colour = tuple(int(v) for v in rng.integers(0, 256, 3))
             cv2.circle(frame, centre, int(rng.integers(size // 32 + 1, size // 6 + 2)), colour, -1)
         name = f"frame{i:04d}.jpg"
-        cv2.imwrite(str(folder / name), frame, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        with atomic_path(folder / name) as tmp:
+            cv2.imwrite(str(tmp), frame, [cv2.IMWRITE_JPEG_QUALITY, 95])
         xy = rng.uniform(size * 0.06, size * 0.94, (_NUM_KEYPOINTS, 2)).round(2)
         manifest.append({"file_name": name, "keypoints": xy.tolist()})
         images.append({"id": i + 1, "file_name": f"{folder.name}/{name}", "width": size, "height": size})
@@ -92,8 +94,8 @@ def make_synthetic_images(folder: Path, count: int, size: int, seed: int = 0) ->
         annotations.append({"id": i + 1, "image_id": i + 1, "category_id": 1, "iscrowd": 0,
                             "num_keypoints": _NUM_KEYPOINTS, "area": float(size * size),
                             "bbox": [0.0, 0.0, float(size), float(size)], "keypoints": kp.reshape(-1).tolist()})
-    with (folder / "keypoints.json").open("w", encoding="utf-8") as fh:
-        json.dump({"num_keypoints": _NUM_KEYPOINTS, "size": size, "images": manifest}, fh)
+    atomic_write_text(folder / "keypoints.json",
+                      json.dumps({"num_keypoints": _NUM_KEYPOINTS, "size": size, "images": manifest}))
     coco = folder.parent / "train.json"
     save_coco_keypoints(coco, images, annotations, MPII.coco_category())
     return coco
@@ -362,7 +364,7 @@ def run(args: argparse.Namespace) -> int:
     wanted = {"count": args.images, "size": args.size, "seed": 0, "version": 1}
     if not (marker.is_file() and json.loads(marker.read_text()) == wanted and (work / "train.json").is_file()):
         make_synthetic_images(images, args.images, args.size)
-        marker.write_text(json.dumps(wanted))
+        atomic_write_text(marker, json.dumps(wanted))
     spec.update(coco=str(work / "train.json"), folder=str(images))
     features = read_cpu_features()
     report: dict[str, Any] = {"settings": {k: v for k, v in spec.items() if k not in ("coco", "folder")},
@@ -495,7 +497,7 @@ def dlc_constraints(target: Path, installed: dict[str, str] | None = None) -> Pa
     versions = installed_versions() if installed is None else installed
     lines = [f"{name}=={version}" for name, version in sorted(versions.items()) if name.lower() not in clash]
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text("\n".join(lines) + "\n")
+    atomic_write_text(target, "\n".join(lines) + "\n")
     return target
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from crosspose.core.errors import DataFormatError
+from crosspose.core.io import atomic_write_text
 from crosspose.data.species import normalise_layout, select_categories
 
 __all__ = [
@@ -268,11 +269,12 @@ def save_coco_keypoints(
         "annotations": [dict(a) for a in annotations],
         "categories": [dict(category)] if isinstance(category, Mapping) else [dict(c) for c in category],
     }
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        json.dump(payload, fh)
-    tmp.replace(path)  # never leave a half-written file behind
+    atomic_write_text(path, json.dumps(payload))  # never leave a half-written file behind
     return path
+
+
+def _image_files(coco: CocoKeypoints) -> set[Path]:
+    return {coco.image_path(i).resolve() for i in coco.images}
 
 
 def split_by_image(
@@ -281,6 +283,7 @@ def split_by_image(
     seed: int = 0,
     out: str | PathLike[str] | None = None,
     exclude: Sequence[str | PathLike[str]] = (),
+    overwrite: bool = False,
     categories: Sequence[str | int] | str | None = None,
 ) -> dict[str, Path]:
     """Split a COCO file by image into named parts, written as ``<out stem>_<part>.json``.
@@ -294,7 +297,9 @@ def split_by_image(
             matched by image file path.
         categories: species to keep (see :func:`load_coco_keypoints`); default all.
 
-    An existing output is kept as it is, so a pipeline can call this again cheaply.
+    An existing output holding exactly this split's images is kept as it is (a pipeline can call
+    this again cheaply); one holding other images -- a stale output of an earlier split -- is an
+    error unless ``overwrite``. No labelled image, or a part that would get none, is an error.
     """
     coco = load_coco_keypoints(source, categories=categories)
     banned = set()
@@ -303,6 +308,9 @@ def split_by_image(
         banned |= {o.image_path(i).resolve() for i in o.images}
     ids = sorted({a["image_id"] for a in coco.instances()
                   if coco.image_path(a["image_id"]).resolve() not in banned})
+    if not ids:
+        why = " (every image is in an excluded file)" if banned and coco.instances() else ""
+        raise DataFormatError(source, f"no image with a labelled instance to split{why}")
     order = np.random.default_rng(seed).permutation(len(ids))
     ids = [ids[i] for i in order]
     stem = Path(out) if out is not None else Path(source)
@@ -314,9 +322,16 @@ def split_by_image(
             int(round(size * len(ids))) if isinstance(size, float) else int(size))
         if n > len(ids) - start:
             raise DataFormatError(source, f"cannot take {n} images for '{name}': only {len(ids) - start} left")
+        if n <= 0:
+            raise DataFormatError(source, f"the '{name}' part would get no image (of {len(ids)}); use a larger "
+                                          "share or more images")
         path = stem.with_name(f"{stem.stem}_{name}.json")
-        if not path.is_file():
-            coco.save_subset(path, ids[start:start + n])
+        chosen = ids[start:start + n]
+        if not path.is_file() or overwrite:
+            coco.save_subset(path, chosen)
+        elif _image_files(load_coco_keypoints(path)) != {coco.image_path(i).resolve() for i in chosen}:
+            raise DataFormatError(path, f"exists from an earlier split with other images than this split's "
+                                        f"'{name}' part; delete it, choose another --out, or overwrite it (--force)")
         written[name] = path
         start += n
     return written

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 from multiprocessing.context import BaseContext
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -19,6 +20,7 @@ from crosspose.data.dataset import (
     ShardedEpochSampler,
     loader_worker_init,
 )
+from crosspose.data.resumable import ResumableDataLoader
 from crosspose.data.transforms import Augmentation
 
 __all__ = ["PoseDataModule"]
@@ -57,6 +59,8 @@ class PoseDataModule(L.LightningDataModule):
         augmentation: training augmentation.
         seed: seed of shuffling and augmentation (independent of the model seed).
         pin_memory: pinned host memory for faster host-to-device copies (used only with a GPU).
+        allow_truncated: train/evaluate on truncated image files (their missing part grey, a warning
+            each) instead of stopping with an error that names the file.
         whole_frame: train and evaluate on whole frames, one animal each, as DeepLabCut does for
             single animals (random crop/zoom of the frame within ``augmentation.scale``; no boxes
             needed); default: instances cropped around their boxes.
@@ -81,6 +85,7 @@ class PoseDataModule(L.LightningDataModule):
         augmentation: Augmentation | None = None,
         seed: int = 0,
         pin_memory: bool = True,
+        allow_truncated: bool = False,
         categories: list[str] | str | None = None,
         whole_frame: bool = False,
         joints: list[str] | None = None,
@@ -107,11 +112,30 @@ class PoseDataModule(L.LightningDataModule):
         self.augmentation = augmentation if augmentation is not None else Augmentation()
         self.seed = seed
         self.pin_memory = pin_memory
+        self.allow_truncated = allow_truncated
         self.categories = categories
         self.whole_frame = whole_frame
         self.joints = list(joints) if joints else None
         self.datasets: dict[str, InstanceDataset | ImageFolderDataset] = {}
         self._cocos: dict[str, CocoKeypoints] = {}
+        self._train_loader: ResumableDataLoader | None = None
+        self._train_position: dict[str, Any] | None = None  # from a checkpoint, for the next train loader
+
+    def state_dict(self) -> dict[str, Any]:
+        """The training loader's position (saved in every checkpoint; see :mod:`crosspose.data.resumable`)."""
+        return {"train_loader": self._train_loader.state_dict()} if self._train_loader is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume the training loader where the checkpoint left it.
+
+        Lightning restores the data module before anything builds a loader, but may build (and
+        start iterating) the training loader before it restores the loops -- e.g. when the
+        learning-rate schedule asks for the number of steps -- so the position is applied here,
+        to the loader as it is built, rather than through the loops alone.
+        """
+        self._train_position = state.get("train_loader")
+        if self._train_loader is not None and self._train_position is not None:
+            self._train_loader.load_state_dict(self._train_position)
 
     def coco(self, split: str) -> CocoKeypoints:
         """The validated file of a split (loaded on first use, so `fit` never needs the test file)."""
@@ -175,13 +199,17 @@ class PoseDataModule(L.LightningDataModule):
                 self.coco(split), self.input_hw,
                 augmentation=self.augmentation if split == "train" else None,
                 padding=self.padding, seed=self.seed, whole_frame=self.whole_frame, joints=self.joints,
+                allow_truncated=self.allow_truncated,
             )
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         dataset = self.datasets[split]
         sampler = ShardedEpochSampler(len(dataset), shuffle=train, seed=self.seed, even_shards=train)
         workers = self.num_workers
-        return DataLoader(
+        # training position (epoch, batches done) goes into the checkpoint: exact mid-epoch resume
+        extra: dict[str, Any] = {"trainer": lambda: self.trainer} if train else {}
+        loader_class = ResumableDataLoader if train else DataLoader
+        return loader_class(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
             sampler=sampler,
@@ -191,10 +219,16 @@ class PoseDataModule(L.LightningDataModule):
             worker_init_fn=loader_worker_init if workers > 0 else None,
             multiprocessing_context=worker_context() if workers > 0 else None,
             drop_last=train and len(sampler) >= self.batch_size,
+            **extra,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
+        loader = self._loader("train", train=True)
+        assert isinstance(loader, ResumableDataLoader)
+        if self._train_position is not None:
+            loader.load_state_dict(self._train_position)
+        self._train_loader = loader
+        return loader
 
     def val_dataloader(self) -> DataLoader | list:
         return self._loader("val", train=False) if "val" in self.datasets else []

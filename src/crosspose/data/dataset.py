@@ -17,9 +17,10 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset, Sampler
 
-from crosspose.core.errors import ConfigError, DataFormatError
+from crosspose.core.errors import CheckpointError, ConfigError, DataFormatError
 from crosspose.core.skeletons import flip_pairs_from_names
 from crosspose.data.coco import CocoKeypoints
+from crosspose.data.images import decode_bgr
 from crosspose.data.transforms import Augmentation, InstanceTransform, frame_box, invert_affine, sample_seed
 
 __all__ = [
@@ -34,12 +35,17 @@ __all__ = [
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def read_rgb(path: Path, source: Path | None = None, where: str | None = None) -> np.ndarray:
-    """Decode an image as RGB uint8, or raise a DataFormatError naming the listing file."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        problem = "image file not found" if not path.exists() else "image file cannot be decoded"
-        raise DataFormatError(source or path, f"{problem}: {path}", where)
+def read_rgb(path: Path, source: Path | None = None, where: str | None = None,
+             expected_size: tuple[int, int] | None = None, allow_truncated: bool = False) -> np.ndarray:
+    """Decode an image as RGB uint8 (see :mod:`crosspose.data.images`), or raise a DataFormatError.
+
+    ``expected_size`` is the (width, height) the annotation file declares: keypoints are in that
+    pixel grid, so an image of another size would train on wrong positions (or on padding).
+    """
+    image = decode_bgr(path, source, where, allow_truncated=allow_truncated)
+    if expected_size is not None and (image.shape[1], image.shape[0]) != tuple(expected_size):
+        raise DataFormatError(source or path, f"image {path} decodes to {image.shape[1]}x{image.shape[0]} "
+                              f"pixels but the annotation file says {expected_size[0]}x{expected_size[1]}", where)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
@@ -70,6 +76,7 @@ class InstanceDataset(Dataset):
         padding: context around each instance box.
         seed: run seed for the augmentation.
         check_images: verify up front that every image exists (one clear error before training).
+        allow_truncated: decode truncated image files (a warning each) instead of failing.
         whole_frame: each sample is a whole frame with its one instance (DeepLabCut's single-animal
             way: no boxes needed; training crops and zooms the frame at random); boxes and ``padding``
             are not used. A frame with several instances is an error.
@@ -85,10 +92,12 @@ class InstanceDataset(Dataset):
         padding: float = 1.25,
         seed: int = 0,
         check_images: bool = True,
+        allow_truncated: bool = False,
         whole_frame: bool = False,
         joints: Sequence[str] | None = None,
     ) -> None:
         self.coco = coco
+        self.allow_truncated = allow_truncated
         self.instances = coco.instances()
         if not self.instances:
             raise DataFormatError(coco.path, "no annotated instances (every annotation is crowd or has no labelled joint)")
@@ -114,6 +123,9 @@ class InstanceDataset(Dataset):
         self._paths = np.array([str(coco.image_path(a["image_id"])) for a in self.instances])
         self._file_names = np.array([str(coco.images[a["image_id"]]["file_name"]) for a in self.instances])
         self._boxes = np.array([a["bbox"] for a in self.instances], dtype=np.float64).reshape(-1, 4)
+        # the size each image's record declares (-1: none), which the decoded image must match
+        self._declared = np.array([_declared_size(coco.images[a["image_id"]]) for a in self.instances],
+                                  dtype=np.int64).reshape(-1, 2)
         self._source = coco.path
         if check_images:
             self._check_images()
@@ -152,7 +164,10 @@ class InstanceDataset(Dataset):
 
     def __getitem__(self, item: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         index, epoch = item if isinstance(item, tuple) else (item, 0)
-        image = read_rgb(Path(self._paths[index]), self._source, where=f"image {self._file_names[index]}")
+        width, height = self._declared[index]
+        image = read_rgb(Path(self._paths[index]), self._source, where=f"image {self._file_names[index]}",
+                         expected_size=(int(width), int(height)) if width > 0 else None,
+                         allow_truncated=self.allow_truncated)
         bbox = frame_box(image.shape[1], image.shape[0]) if self.whole_frame else self._boxes[index]
         crop, xy, valid, matrix, zoom = self.transform(
             image, self._keypoints[index], bbox, sample_seed(self.seed, epoch, index)
@@ -165,6 +180,13 @@ class InstanceDataset(Dataset):
             "zoom": torch.tensor(zoom, dtype=torch.float32),
             "index": torch.tensor(index, dtype=torch.long),
         }
+
+
+def _declared_size(record: dict[str, Any]) -> tuple[int, int]:
+    """(width, height) an image record declares, or (-1, -1) when it declares none."""
+    if "width" in record and "height" in record:
+        return int(record["width"]), int(record["height"])
+    return -1, -1
 
 
 class ImageFolderDataset(Dataset):
@@ -209,9 +231,28 @@ class ShardedEpochSampler(Sampler[tuple[int, int]]):
     def __init__(self, size: int, shuffle: bool, seed: int = 0, even_shards: bool = False) -> None:
         self.size, self.shuffle, self.seed, self.even_shards = size, shuffle, seed, even_shards
         self.epoch = 0
+        self._resume: tuple[int, int] | None = None  # (epoch, samples of this rank's shard already used)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def state_dict(self, samples_done: int = 0) -> dict[str, int]:
+        """The position to resume from: the epoch and how many of this rank's samples it has used."""
+        return {"epoch": self.epoch, "samples_done": int(samples_done), "size": self.size, "seed": self.seed}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Continue from a :meth:`state_dict`: the next iteration of that epoch skips the used samples.
+
+        The skip applies once, and only if the epoch being iterated is the saved one. A state of
+        another data set (size or seed differ) would silently train on other samples: refused.
+        """
+        if (state.get("size"), state.get("seed")) != (self.size, self.seed):
+            raise CheckpointError(
+                f"the checkpoint's training loader drew from {state.get('size')} samples with seed "
+                f"{state.get('seed')}; this run's has {self.size} with seed {self.seed}: an exact resume "
+                "needs the same training file and data.seed")
+        self.epoch = int(state["epoch"])
+        self._resume = (self.epoch, int(state["samples_done"]))
 
     @staticmethod
     def _rank_world() -> tuple[int, int]:
@@ -229,7 +270,11 @@ class ShardedEpochSampler(Sampler[tuple[int, int]]):
         indices = list(self._indices())
         if self.even_shards and world > 1:
             indices = indices[: len(indices) - len(indices) % world]
-        for i in indices[rank::world]:
+        start = 0
+        if self._resume is not None and self._resume[0] == self.epoch:
+            start = self._resume[1]  # once: the next epoch is whole again
+        self._resume = None
+        for i in indices[rank::world][start:]:
             yield (i, self.epoch)
 
     def __len__(self) -> int:

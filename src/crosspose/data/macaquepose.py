@@ -32,8 +32,10 @@ from typing import Any, Literal
 import numpy as np
 
 from crosspose.core.errors import DataFormatError
+from crosspose.core.io import atomic_path
 from crosspose.core.skeletons import MACAQUE, canonical_joint_name
 from crosspose.data.coco import bbox_from_keypoints, save_coco_keypoints
+from crosspose.data.images import decode_bgr, image_size
 
 __all__ = [
     "CSV_HEADER",
@@ -358,13 +360,7 @@ def crop_instance(
 
 
 def _image_size(path: Path) -> tuple[int, int]:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataFormatError(path, f"cannot read the image ({exc})") from None
+    return image_size(path)
 
 
 def _check_images(csv_path: Path, images_dir: Path, rows: Sequence[MacaqueRow]) -> None:
@@ -429,9 +425,7 @@ def read_macaquepose(
         skipped = 0
         for row in rows:
             src = images_dir / row.image
-            pixels = cv2.imread(str(src), cv2.IMREAD_COLOR)
-            if pixels is None:
-                raise DataFormatError(src, "cannot decode the image", f"row {row.row} of {csv_path}")
+            pixels = decode_bgr(src, where=f"row {row.row} of {csv_path}")
             for m, inst in enumerate(row.instances, 1):
                 cropped = crop_instance(pixels, inst, length)
                 if cropped is None:
@@ -441,8 +435,9 @@ def read_macaquepose(
                 rel = Path(row.image)
                 dst = crops_dir / rel.parent / f"{rel.stem}_{m}{rel.suffix or '.jpg'}"
                 dst.parent.mkdir(parents=True, exist_ok=True)
-                if not cv2.imwrite(str(dst), crop):
-                    raise DataFormatError(dst, "cannot write the crop (unsupported extension or disk full?)")
+                with atomic_path(dst) as tmp:
+                    if not cv2.imwrite(str(tmp), crop):
+                        raise DataFormatError(dst, "cannot write the crop (unsupported extension or disk full?)")
                 crop_id = len(images) + 1
                 images.append({"id": crop_id, "file_name": os.path.relpath(dst, json_dir),
                                "width": int(crop.shape[1]), "height": int(crop.shape[0]),

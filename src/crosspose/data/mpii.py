@@ -36,8 +36,10 @@ from typing import Any
 import numpy as np
 
 from crosspose.core.errors import ConfigError, DataFormatError
+from crosspose.core.io import atomic_path
 from crosspose.core.skeletons import MPII
 from crosspose.data.coco import bbox_from_keypoints, read_json_file, save_coco_keypoints
+from crosspose.data.images import decode_bgr, image_size
 
 __all__ = [
     "HEAD_SIZE_FACTOR",
@@ -598,15 +600,9 @@ def split_paths(out_json: str | PathLike[str]) -> tuple[Path, Path]:
 
 
 def _image_size(path: Path) -> tuple[int, int] | None:
-    from PIL import Image, UnidentifiedImageError
-
     if not path.is_file():
         return None
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataFormatError(path, f"cannot read the image ({exc})") from None
+    return image_size(path)
 
 
 def read_mpii(
@@ -707,11 +703,10 @@ def _resize_image(
     w, h = size
     nw = int(resize[0])
     nh = int(resize[1]) if resize[1] is not None else max(1, round(h * nw / w))
-    pixels = cv2.imread(str(src), cv2.IMREAD_COLOR)
-    if pixels is None:
-        raise DataFormatError(src, "cannot decode the image")
+    pixels = decode_bgr(src)
     interp = cv2.INTER_AREA if nw < w else cv2.INTER_LINEAR
     dst.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(dst), cv2.resize(pixels, (nw, nh), interpolation=interp)):
-        raise DataFormatError(dst, "cannot write the resized image")
+    with atomic_path(dst) as tmp:
+        if not cv2.imwrite(str(tmp), cv2.resize(pixels, (nw, nh), interpolation=interp)):
+            raise DataFormatError(dst, "cannot write the resized image")
     return (nw, nh), (nw / w, nh / h)

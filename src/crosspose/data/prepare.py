@@ -131,6 +131,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                     help="names the outputs: OUT_train.json / OUT_val.json (default: --coco)")
     sp.add_argument("--val-fraction", type=float, required=True, help="fraction of images for OUT_val.json")
     sp.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
+    sp.add_argument("--force", action="store_true",
+                    help="overwrite outputs of an earlier, different split (default: refuse them)")
     sp.add_argument("--exclude", type=Path, action="append", default=[],
                     help="a COCO file whose images are left out of both parts (repeatable), e.g. the test set")
     sp.add_argument("--categories", default=None, metavar="NAMES",
@@ -172,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
         if not 0.0 < args.val_fraction < 1.0:
             raise ConfigError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
         parts = split_by_image(args.coco, {"val": float(args.val_fraction), "train": 0}, seed=args.seed,
-                               out=args.out, exclude=args.exclude, categories=args.categories)
+                               out=args.out, exclude=args.exclude, categories=args.categories,
+                               overwrite=args.force)
         paths = [parts["train"], parts["val"]]
     elif args.dataset == "select":
         coco = load_coco_keypoints(args.coco, categories=args.categories)

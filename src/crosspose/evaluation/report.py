@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from crosspose.core.errors import ConfigError
+from crosspose.core.io import atomic_path, atomic_write_text
 from crosspose.data.coco import CocoKeypoints, load_coco_keypoints
 from crosspose.evaluation.results import load_metrics
 
@@ -123,7 +124,8 @@ def plot_roc(runs: Mapping[str, Mapping[str, Any]], out_png: Path) -> Path:
 def _save(plt: Any, fig: Any, out_png: Path) -> Path:
     """Lay out, write and close a figure."""
     fig.tight_layout()
-    fig.savefig(out_png)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
     return out_png
 
@@ -234,7 +236,7 @@ def write_report(
     if (out / "predictions.png").is_file():
         lines += ["## Predictions (red) vs ground truth (green)", "", "![predictions](predictions.png)", ""]
     path = out / "report.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
+    atomic_write_text(path, "\n".join(lines))
     return path
 
 
@@ -312,7 +314,8 @@ def draw_predictions(
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
     return out
 

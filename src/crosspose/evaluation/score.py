@@ -36,6 +36,7 @@ import contextlib
 import io
 import json
 import math
+import warnings
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from os import PathLike
@@ -110,6 +111,7 @@ def validate_predictions(
         raise DataFormatError(source, "holds no predictions")
     ann_ids = {a.get("id") for a in gt.annotations}
     out = []
+    far_outside = 0
     for i, pred in enumerate(predictions):
         where = f"predictions[{i}]"
         if not isinstance(pred, Mapping):
@@ -136,6 +138,16 @@ def validate_predictions(
         missing = np.isnan(arr[:, :2]).any(1)
         arr[missing, :2] = np.nan
         arr[np.isnan(arr[:, 2]) | missing, 2] = 0.0
+        if ((arr[:, 2] < 0) | (arr[:, 2] > 1)).any():
+            bad = float(arr[(arr[:, 2] < 0) | (arr[:, 2] > 1), 2][0])
+            raise DataFormatError(source, f"a keypoint confidence is {bad:g}; confidences must lie in [0, 1] "
+                                          "(every third value of 'keypoints')", where)
+        record = gt.images[image_id]
+        if "width" in record and "height" in record and not missing.all():
+            size = np.array([record["width"], record["height"]], np.float64)
+            xy = arr[~missing, :2]
+            # more than one image size outside it: not a localisation error, a wrong frame or scale
+            far_outside += int(((xy < -size) | (xy > 2 * size)).any())
         score = _number_or_nan(pred.get("score", math.nan))
         if score is None:
             raise DataFormatError(source, "'score' must be a finite number", where)
@@ -145,6 +157,10 @@ def validate_predictions(
         out.append({"image_id": image_id, "category_id": cat, "keypoints": arr,
                     "score": float(np.mean(arr[:, 2])) if math.isnan(score) else score,
                     "annotation_id": ann_id, "index": i})
+    if far_outside:
+        warnings.warn(f"{source}: {far_outside} of {len(predictions)} predictions have a keypoint more than one "
+                      "image size outside their image (predictions in another pixel frame or scale?)",
+                      stacklevel=2)
     return out
 
 

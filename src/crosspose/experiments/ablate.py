@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import math
 import os
@@ -48,10 +49,12 @@ import numpy as np
 import yaml
 
 from crosspose.core.errors import ConfigError
+from crosspose.core.io import atomic_path, atomic_write_text
 from crosspose.data.coco import load_coco_keypoints, save_coco_keypoints
 from crosspose.evaluation.results import headline
 from crosspose.models.freeze import FREEZE_LEVELS
 from crosspose.models.unfreeze import parse_unfreeze
+from crosspose.training.run_folder import FolderLock
 
 __all__ = [
     "GridRun",
@@ -243,7 +246,8 @@ def plot_freeze(summary: Sequence[Mapping[str, Any]], metric: str, out_png: Path
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
     return out_png
 
@@ -275,7 +279,8 @@ def plot_data_efficiency(summary: Sequence[Mapping[str, Any]], metric: str, out_
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
     return out_png
 
@@ -290,7 +295,7 @@ def _check_same_base(out: Path, base: Mapping[str, Any], test_file: str) -> None
                               f"(see {path}); use another --out, or delete the folder to start over")
         return
     out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=1, default=str))
+    atomic_write_text(path, json.dumps(record, indent=1, default=str))
 
 
 def run_ablation(
@@ -310,7 +315,8 @@ def run_ablation(
     ``inspect_n`` > 0 adds, per run, CKA per stage against the init network on that many test crops
     and the weight movement per stage (columns ``cka_*`` and ``moved_*``; see ``crosspose inspect``).
     """
-    from crosspose.training.runs import load_run_metrics, train_and_test
+    from crosspose.training.run_folder import check_reusable
+    from crosspose.training.runs import load_run_metrics, run_config, train_and_test
 
     out = Path(out)
     model, data, trainer = dict(base["model"]), dict(base["data"]), dict(base["trainer"])
@@ -353,9 +359,11 @@ def run_ablation(
             run_model.pop("init_from", None)
             run_model.pop("heads", None)
         run_data = {**data, "train_file": str(train_file), "test_file": str(test_file), "seed": cell.seed}
+        run = {"seed_everything": cell.seed, "model": run_model, "data": run_data, "trainer": trainer}
+        if reused:  # a finished folder of another configuration is refused, never tabulated
+            check_reusable(run_dir, run_config(run))
         finished = load_run_metrics(run_dir) if reused else None
-        metrics = finished if finished is not None else train_and_test(
-            run_dir, {"seed_everything": cell.seed, "model": run_model, "data": run_data, "trainer": trainer})
+        metrics = finished if finished is not None else train_and_test(run_dir, run)
         row = {"arm": cell.arm, "freeze": cell.freeze, "unfreeze": cell.unfreeze, "subset": cell.subset,
                "seed": cell.seed,
                **headline(metrics), "seconds": metrics.get("run", {}).get("seconds"), "run_dir": str(run_dir)}
@@ -374,16 +382,17 @@ def write_outputs(out: Path, rows: Sequence[Mapping[str, Any]], metric: str = "p
     """ablation.md, ablation_runs.csv, ablation.json and the two plots."""
     summary = summarize(rows)
     table = markdown_table(summary)
-    (out / "ablation.md").write_text(
-        "# Frozen-layer ablation\n\nMean ± sample standard deviation over seeds; every run scored on the "
-        "same test file.\n\n" + table + "\n\n![frozen depth](ablation_freeze.png)\n\n"
-        "![data efficiency](ablation_data_efficiency.png)\n", encoding="utf-8")
-    with (out / "ablation_runs.csv").open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["arm"])
-        writer.writeheader()
-        writer.writerows(rows)
+    atomic_write_text(out / "ablation.md",
+                      "# Frozen-layer ablation\n\nMean ± sample standard deviation over seeds; every run scored "
+                      "on the same test file.\n\n" + table + "\n\n![frozen depth](ablation_freeze.png)\n\n"
+                      "![data efficiency](ablation_data_efficiency.png)\n")
+    table_csv = io.StringIO(newline="")
+    writer = csv.DictWriter(table_csv, fieldnames=list(rows[0]) if rows else ["arm"])
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out / "ablation_runs.csv", table_csv.getvalue())
     result = {"metric": metric, "runs": list(rows), "summary": summary}
-    (out / "ablation.json").write_text(json.dumps(result, indent=1, allow_nan=True))
+    atomic_write_text(out / "ablation.json", json.dumps(result, indent=1, allow_nan=True))
     plot_freeze(summary, metric, out / "ablation_freeze.png")
     plot_data_efficiency(summary, metric, out / "ablation_data_efficiency.png", pool_size)
     print(f"\n{table}\n\nwrote {out / 'ablation.md'}, ablation_runs.csv, ablation.json, ablation_freeze.png, "
@@ -434,6 +443,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inspect", type=int, default=0, metavar="N",
                         help="also record per run CKA per stage vs the init network on N test crops and the "
                              "weight movement per stage (default 0: off)")
+    parser.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                        help="when another crosspose process works in --out, wait this long for it (default: "
+                             "stop at once)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -448,6 +460,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or Path("runs/ablate") / args.config.stem
     configured = base["model"].get("unfreeze")
     unfreeze = args.unfreeze or [",".join(f"{k}:{v}" for k, v in configured.items()) if configured else "fixed"]
-    run_ablation(base, out, freeze, args.subset, range(args.first_seed, args.first_seed + args.seeds), arms,
-                 args.test_file, args.metric, inspect_n=args.inspect, unfreeze=unfreeze)
+    with FolderLock(out, "crosspose ablate", wait=args.wait):
+        run_ablation(base, out, freeze, args.subset, range(args.first_seed, args.first_seed + args.seeds), arms,
+                     args.test_file, args.metric, inspect_n=args.inspect, unfreeze=unfreeze)
     return 0

@@ -17,6 +17,7 @@ Every model is scored on ONE held-out human test set with the paper's metrics.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import platform
 import statistics
@@ -39,6 +40,7 @@ from crosspose.evaluation.report import draw_predictions, write_report
 from crosspose.evaluation.results import headline, load_prediction_records
 from crosspose.experiments.inspect import what_transfers_section
 from crosspose.experiments.recipes import RECIPES, recipe_settings
+from crosspose.training.run_folder import FolderLock, config_differences
 from crosspose.training.runs import test_checkpoint, train_and_test
 
 __all__ = ["Profile", "configure_parser", "load_profile", "profile_names", "run", "run_demo"]
@@ -190,6 +192,7 @@ def run_demo(out: Path, profile: Profile, recipe: str = "demo") -> Path:
     """Run every stage into ``out`` with a training recipe (``demo``, ``paper``, ``paper_modern``)."""
     out.mkdir(parents=True, exist_ok=True)
     p = profile
+    _check_same_profile(out, p)
     stage = _Stages(8)
     t_start = time.perf_counter()
     files = _prepare_data(out, p, stage)
@@ -254,6 +257,24 @@ def run_demo(out: Path, profile: Profile, recipe: str = "demo") -> Path:
     return report
 
 
+def _check_same_profile(out: Path, p: Profile) -> None:
+    """Stages are reused by folder: refuse a folder that holds another profile's stages."""
+    path = out / "profile.json"
+    if not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        old = {"profile.json": "unreadable"}
+    # more or fewer seeds reuse the shared stages and the seeds' own run folders: not a mix
+    diff = config_differences({k: v for k, v in old.items() if k != "seeds"},
+                              {k: v for k, v in json.loads(json.dumps(asdict(p), default=str)).items()
+                               if k != "seeds"})
+    if diff:
+        raise ConfigError(f"{out}: holds a demo run of another profile ({'; '.join(diff[:4])}); its stages "
+                          "would be mixed with this one's: use another --out, or delete the folder to start over")
+
+
 def _optimizer_text(p: Profile) -> str:
     opt = p.base["model"].get("optimizer") or {}
     name = str(opt.get("class_path", "SGD")).rsplit(".", 1)[-1] if isinstance(opt, dict) else str(opt)
@@ -311,6 +332,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipe", choices=RECIPES, default="demo",
                         help="training recipe: the demo's own (default), or that of configs/paper/ or "
                              "configs/paper_modern/ at the profile's sizes and budgets (a recipe comparison)")
+    parser.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                        help="when another crosspose process works in --out, wait this long for it (default: "
+                             "stop at once)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -326,5 +350,6 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--workers must be 0 or more, got {args.workers}")
         base = {**profile.base, "data": {**profile.base["data"], "num_workers": args.workers}}
         profile = replace(profile, base=base)
-    run_demo(args.out, profile, args.recipe)
+    with FolderLock(args.out, "crosspose demo", wait=args.wait):
+        run_demo(args.out, profile, args.recipe)
     return 0

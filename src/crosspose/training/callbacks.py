@@ -23,6 +23,8 @@ from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 
+from crosspose.training.checkpointing import LastCheckpoint
+
 __all__ = ["StepProgressBar", "ValidationLine", "configure_logging", "next_log_version", "run_callbacks",
            "run_loggers"]
 
@@ -72,9 +74,7 @@ def run_checkpoints(dirpath: Path, monitor: str = "val/pckh", mode: str = "max")
     """
     best = ModelCheckpoint(dirpath=dirpath, filename="best", monitor=monitor, mode=mode, save_top_k=1,
                            auto_insert_metric_name=False, enable_version_counter=False)
-    last = ModelCheckpoint(dirpath=dirpath, filename="last", monitor=None, save_top_k=1,
-                           enable_version_counter=False, save_on_exception=True)
-    return [best, last]
+    return [best, LastCheckpoint(dirpath)]
 
 
 class StepProgressBar(TQDMProgressBar):

@@ -46,7 +46,12 @@ def read_card(path: str | Path) -> ModelCard | None:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # Lightning reports unreadable checkpoints itself
         return None
-    meta = ckpt.get(METADATA_KEY) if isinstance(ckpt, dict) else None
+    return card_of(ckpt, path)
+
+
+def card_of(checkpoint: Any, path: str | Path) -> ModelCard | None:
+    """The card inside a loaded checkpoint (None for older checkpoints and foreign files)."""
+    meta = checkpoint.get(METADATA_KEY) if isinstance(checkpoint, dict) else None
     if not isinstance(meta, dict) or "card_version" not in meta:
         return None
     return ModelCard.from_dict(meta, str(path))

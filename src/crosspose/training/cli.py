@@ -16,19 +16,23 @@ from typing import Any, Optional
 import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.plugins.io import CheckpointIO
 
+from crosspose.core.errors import ConfigError
 from crosspose.data.datamodule import PoseDataModule
 from crosspose.training.callbacks import configure_logging, run_callbacks, run_loggers
 from crosspose.training.checkpoint_config import (
     CARD_COMMANDS,
     card_arguments,
+    card_of,
     check_config_against_card,
     find_ckpt_path,
     read_card,
 )
+from crosspose.training.checkpointing import AtomicCheckpointIO, load_checkpoint
 from crosspose.training.module import PoseEstimationModule
 
-__all__ = ["CrossposeCLI", "run_lightning_cli", "trainer_defaults"]
+__all__ = ["CrossposeCLI", "run_lightning_cli", "trainer_defaults", "with_atomic_checkpoints"]
 
 
 def trainer_defaults(subcommand: str | None = None) -> dict[str, Any]:
@@ -53,6 +57,14 @@ def trainer_defaults(subcommand: str | None = None) -> dict[str, Any]:
     }
 
 
+def with_atomic_checkpoints(plugins: Any) -> list[Any]:
+    """The trainer's ``plugins`` plus :class:`AtomicCheckpointIO` unless a CheckpointIO is given."""
+    given = list(plugins) if isinstance(plugins, list | tuple) else [] if plugins is None else [plugins]
+    if not any(isinstance(p, CheckpointIO) for p in given):
+        given.append(AtomicCheckpointIO())
+    return given
+
+
 class CrossposeCLI(LightningCLI):
     """LightningCLI with crosspose's run-folder layout and checkpoints."""
 
@@ -73,13 +85,20 @@ class CrossposeCLI(LightningCLI):
         )
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
-        """Parse, then refuse options that contradict the checkpoint's model card."""
+        """Parse; then check ``--ckpt_path`` and the options against its model card.
+
+        The checkpoint is loaded weights-only before LightningCLI reads it, so a missing or corrupt
+        file, or one carrying code, is one line; options that contradict its card are refused.
+        """
         super().parse_arguments(parser, args)
         sub = self.config.get("subcommand")
-        if sub in CARD_COMMANDS and self.config[sub].get("ckpt_path"):
-            card = read_card(self.config[sub]["ckpt_path"])
-            if card is not None:
-                check_config_against_card(self.config[sub], card, str(self.config[sub]["ckpt_path"]))
+        path = self.config[sub].get("ckpt_path") if sub else None
+        if not path or str(path) in ("last", "best", "hpc", "registry"):  # Lightning's named checkpoints
+            return
+        checkpoint = load_checkpoint(path)  # raises CheckpointError
+        card = card_of(checkpoint, path) if sub in CARD_COMMANDS else None
+        if card is not None:
+            check_config_against_card(self.config[sub], card, str(path))
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         """``experiment``: settings of the experiment a config belongs to (``crosspose demo`` reads them).
@@ -105,7 +124,21 @@ class CrossposeCLI(LightningCLI):
             root, given, monitor=getattr(module, "monitor", "val/pckh"), mode=getattr(module, "mode", "max"),
             progress_bar=trainer_cfg.get("enable_progress_bar") is not False,
             has_logger=kwargs.get("logger", logger) not in (None, False))
+        # atomic checkpoint writes that raise on failure; weights-only loads (resume included)
+        kwargs["plugins"] = with_atomic_checkpoints(trainer_cfg.get("plugins"))
         return super().instantiate_trainer(**kwargs)
+
+    def before_fit(self) -> None:
+        """A fit without --ckpt_path into a folder that already holds checkpoints would overwrite them."""
+        config = self.config[self.subcommand]
+        if config.get("ckpt_path") or getattr(self.trainer, "fast_dev_run", False):
+            return
+        folder = Path(self.trainer.default_root_dir) / "checkpoints"
+        found = sorted(p.name for p in folder.glob("*.ckpt")) if folder.is_dir() else []
+        if found:
+            raise ConfigError(f"{folder.parent}: this run folder already holds checkpoints ({', '.join(found)}) "
+                              "of an earlier fit; continue it with --ckpt_path last, or give another "
+                              "--trainer.default_root_dir")
 
 
 def run_lightning_cli(args: Sequence[str]) -> CrossposeCLI:

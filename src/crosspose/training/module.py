@@ -384,6 +384,8 @@ class PoseEstimationModule(L.LightningModule):
             optimizer = factory(groups)
         except ValueError as exc:  # torch's own checks: "Invalid learning rate: -1.0", ...
             raise ConfigError(f"model.optimizer: {exc}") from None
+        if self.hparams.backbone_lr_scale <= 0:
+            raise ConfigError(f"model.backbone_lr_scale must be positive, got {self.hparams.backbone_lr_scale}")
         if self.hparams.backbone_lr_scale != 1.0:
             for group in optimizer.param_groups:
                 if group.get("name") == "backbone":

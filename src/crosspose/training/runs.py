@@ -25,7 +25,9 @@ import yaml
 from crosspose.core.errors import CheckpointError, DataFormatError
 from crosspose.core.io import atomic_write_text
 from crosspose.evaluation.results import Metrics, load_metrics, write_metrics, write_prediction_records
+from crosspose.training.checkpointing import load_checkpoint
 from crosspose.training.cli import CrossposeCLI
+from crosspose.training.run_folder import check_reusable, load_finished_metrics, record_config
 
 __all__ = ["build_run", "load_run_metrics", "test_checkpoint", "train_and_test"]
 
@@ -43,11 +45,20 @@ def _plain(value: Any) -> Any:
 
 
 def load_run_metrics(run_dir: str | Path) -> Metrics | None:
-    """The metrics.json of a finished run, or None when the run has not finished."""
-    path = Path(run_dir) / "metrics.json"
-    if not path.is_file():
+    """The metrics.json of a finished run, or None when the run has not finished.
+
+    Finished means the marker is complete: valid JSON carrying the ``run`` summary that
+    :func:`_finish` adds last (a file truncated by a crash, or the test's own metrics before that
+    summary, means "not finished": the run is completed again, never reported half-done).
+    """
+    if load_finished_metrics(run_dir) is None:
         return None
-    return load_metrics(path)
+    return load_metrics(Path(run_dir) / "metrics.json")
+
+
+def run_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The resolved config :func:`train_and_test` records (and compares before reusing a folder)."""
+    return _plain(dict(config))
 
 
 def build_run(config: Mapping[str, Any]) -> CrossposeCLI:
@@ -89,9 +100,11 @@ def train_and_test(run_dir: str | Path, config: Mapping[str, Any]) -> Metrics:
     Returns the metrics.json content. Reuses a finished run; resumes an unfinished one from last.ckpt.
     """
     run_dir = Path(run_dir)
+    check_reusable(run_dir, run_config(config))  # never resume or report a run of another configuration
     done = load_run_metrics(run_dir)
     if done is not None:
         return done
+    record_config(run_dir, run_config(config))
     config = _with_root(config, run_dir)
     atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(_plain(config), sort_keys=False))
     start = time.perf_counter()
@@ -127,10 +140,14 @@ def test_checkpoint(
 ) -> Metrics:
     """Score a checkpoint on ``data.test_file`` (any skeleton: shared joints are matched by name)."""
     out_dir = Path(out_dir)
+    recorded = {"checkpoint": str(checkpoint), "data": _plain(dict(data)), "trainer": _plain(dict(trainer or {}))}
+    check_reusable(out_dir, recorded)
     done = load_run_metrics(out_dir)
     if done is not None:
         return done
     checkpoint = Path(checkpoint)
+    load_checkpoint(checkpoint)  # one-line errors for a missing, corrupt or code-carrying file
+    record_config(out_dir, recorded)
     config = {"model": _checkpoint_model_config(checkpoint), "data": dict(data),
               "trainer": {**dict(trainer or {}), "default_root_dir": str(out_dir), "logger": False}}
     start = time.perf_counter()

@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 from crosspose.core.errors import ConfigError
+from crosspose.core.io import atomic_write_bytes
 from crosspose.data.synth.render import RenderedFigure, Sample, render_sample, sample_rng
 
 __all__ = [
@@ -114,7 +115,7 @@ def _make_one(job: tuple[str, int, int, int, str]) -> Any:
                            [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:  # pragma: no cover - cv2 always encodes a valid uint8 image
         raise RuntimeError(f"could not encode {name}")
-    (Path(images_dir) / name).write_bytes(buf.tobytes())
+    atomic_write_bytes(Path(images_dir) / name, buf.tobytes())
     return _annotate(species, sample, name)
 
 
