@@ -17,22 +17,11 @@ import pytest
 import torch
 
 from crosspose.core.errors import ConfigError, DataFormatError
+from crosspose.inference.export import MapsOnly
 from crosspose.inference.quantize import calibration_batches, onnx_input_spec, quantize_onnx
 from crosspose.testing import overfit_tiny_module
 
 SIZE = 64
-
-
-class _Outputs(torch.nn.Module):
-    """The inference network with tuple outputs (what an ONNX graph returns)."""
-
-    def __init__(self, net: torch.nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.net(images)
-        return out["heatmap"], out["locref"]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +38,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple:
             cv2.imwrite(str(calib / f"frame{i}.png"), image[:, :, ::-1])
         module.predict_step(batch, 0)  # builds the BatchNorm-folded copy the export uses
         onnx_path = folder / "fp32.onnx"
-        torch.onnx.export(_Outputs(module._inference_net[0]), (batch["image"],), str(onnx_path),
+        torch.onnx.export(MapsOnly(module._inference_net[0]), (batch["image"],), str(onnx_path),
                           input_names=["image"], output_names=["heatmap", "locref"], dynamo=False,
                           dynamic_axes={"image": {0: "batch"}})
         yield module, batch, onnx_path, calib

@@ -336,29 +336,18 @@ def _time_model(module: Any, batch: dict[str, torch.Tensor], repeats: int, devic
     return seconds
 
 
-class _TupleOutputs(torch.nn.Module):
-    """The network with (heatmap, locref) outputs: what an ONNX graph returns."""
-
-    def __init__(self, net: torch.nn.Module) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.net(images)
-        return out["heatmap"], out["locref"]
-
-
 def export_onnx(module: Any, path: str, size: tuple[int, int]) -> str:
     """The BatchNorm-folded inference network as fp32 ONNX, uint8 (N, 3, H, W) input (dynamic N)."""
     import warnings
 
+    from crosspose.inference.export import MapsOnly
     from crosspose.models.inference import inference_copy
 
     net = inference_copy(module.net, channels_last=False)
     example = torch.zeros((1, 3, *size), dtype=torch.uint8)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(_TupleOutputs(net), (example,), path, input_names=["image"],
+        torch.onnx.export(MapsOnly(net), (example,), path, input_names=["image"],
                           output_names=["heatmap", "locref"], dynamic_axes={"image": {0: "batch"}}, dynamo=False)
     return path
 

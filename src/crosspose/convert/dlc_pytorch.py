@@ -23,8 +23,8 @@ from typing import Any, Literal
 import torch
 
 from crosspose.convert.dlc_tf import read_pose_cfg
-from crosspose.core.errors import CheckpointError, ConfigError, CrossposeError
-from crosspose.core.io import atomic_path
+from crosspose.core.errors import CheckpointError, ConfigError
+from crosspose.core.io import atomic_torch_save
 
 __all__ = ["DlcPytorchModel", "convert_dlc_pytorch", "read_dlc_pytorch"]
 
@@ -154,9 +154,5 @@ def convert_dlc_pytorch(snapshot: str | Path, config: str | Path, out: str | Pat
             METADATA_KEY: {"backbone": model.backbone, "num_keypoints": model.num_keypoints,
                            "keypoint_names": model.keypoint_names, "freeze": "none", "source": str(model.source),
                            "converted_from": "deeplabcut3", "dlc_method": model.method}}
-    try:
-        with atomic_path(out) as tmp:
-            torch.save(ckpt, tmp)
-    except OSError as exc:
-        raise CrossposeError(str(exc)) from None
+    atomic_torch_save(ckpt, out)  # an OSError names the file; the CLI prints it as one line
     return model

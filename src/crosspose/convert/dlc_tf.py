@@ -26,8 +26,8 @@ import torch
 import yaml
 
 from crosspose.convert.tf_checkpoint import TFCheckpoint, open_tf_checkpoint
-from crosspose.core.errors import CheckpointError, ConfigError, CrossposeError, DataFormatError
-from crosspose.core.io import atomic_path
+from crosspose.core.errors import CheckpointError, ConfigError, DataFormatError
+from crosspose.core.io import atomic_torch_save
 from crosspose.models.slim_resnet import DLC_MEAN_PIXEL, SLIM_UNITS, slim_name
 
 __all__ = ["DlcTfModel", "convert_dlc_tf", "read_dlc_tf", "read_pose_cfg"]
@@ -255,9 +255,5 @@ def convert_dlc_tf(snapshot: str | Path, out: str | Path, pose_cfg: str | Path |
         ckpt = {"state_dict": {f"net.{k}": v for k, v in model.tensors.items()}}
         meta.update(num_keypoints=0, keypoint_names=None, backbone_only=True)
     ckpt[METADATA_KEY] = meta
-    try:
-        with atomic_path(out) as tmp:
-            torch.save(ckpt, tmp)
-    except OSError as exc:
-        raise CrossposeError(str(exc)) from None
+    atomic_torch_save(ckpt, out)  # an OSError names the file; the CLI prints it as one line
     return model

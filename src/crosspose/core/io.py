@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+__all__ = ["atomic_path", "atomic_torch_save", "atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -88,3 +88,12 @@ def atomic_write_text(target: str | os.PathLike[str], text: str) -> Path:
 def atomic_write_json(target: str | os.PathLike[str], obj: Any, indent: int | None = 1) -> Path:
     """Write ``obj`` as JSON atomically (NaN refused: JSON has none, other tools would choke)."""
     return atomic_write_text(target, json.dumps(obj, indent=indent, allow_nan=False))
+
+
+def atomic_torch_save(obj: Any, target: str | os.PathLike[str]) -> Path:
+    """``torch.save(obj)`` to ``target`` atomically (checkpoints, converted and exported models)."""
+    import torch
+
+    with atomic_path(target) as tmp:
+        torch.save(obj, tmp)
+    return Path(target)

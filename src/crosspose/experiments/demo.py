@@ -192,7 +192,7 @@ def run_demo(out: Path, profile: Profile, recipe: str = "demo") -> Path:
     """Run every stage into ``out`` with a training recipe (``demo``, ``paper``, ``paper_modern``)."""
     out.mkdir(parents=True, exist_ok=True)
     p = profile
-    _check_same_profile(out, p)
+    _check_same_profile(out, p, recipe)
     stage = _Stages(8)
     t_start = time.perf_counter()
     files = _prepare_data(out, p, stage)
@@ -257,7 +257,7 @@ def run_demo(out: Path, profile: Profile, recipe: str = "demo") -> Path:
     return report
 
 
-def _check_same_profile(out: Path, p: Profile) -> None:
+def _check_same_profile(out: Path, p: Profile, recipe: str) -> None:
     """Stages are reused by folder: refuse a folder that holds another profile's stages."""
     path = out / "profile.json"
     if not path.is_file():
@@ -268,8 +268,8 @@ def _check_same_profile(out: Path, p: Profile) -> None:
         old = {"profile.json": "unreadable"}
     # more or fewer seeds reuse the shared stages and the seeds' own run folders: not a mix
     diff = config_differences({k: v for k, v in old.items() if k != "seeds"},
-                              {k: v for k, v in json.loads(json.dumps(asdict(p), default=str)).items()
-                               if k != "seeds"})
+                              {k: v for k, v in json.loads(json.dumps({**asdict(p), "recipe": recipe},
+                                                                      default=str)).items() if k != "seeds"})
     if diff:
         raise ConfigError(f"{out}: holds a demo run of another profile ({'; '.join(diff[:4])}); its stages "
                           "would be mixed with this one's: use another --out, or delete the folder to start over")

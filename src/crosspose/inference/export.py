@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from crosspose.core.errors import CheckpointError, ConfigError
-from crosspose.core.io import atomic_path, atomic_write_bytes
+from crosspose.core.io import atomic_path, atomic_torch_save, atomic_write_bytes
 from crosspose.inference.model import ONNX_CARD_KEY, build_network
 from crosspose.models.inference import inference_copy
 from crosspose.models.transfer import METADATA_KEY
@@ -49,12 +49,10 @@ def export_weights(checkpoint: str | Path, target: str | Path) -> Path:
         "global_step": ckpt.get("global_step", 0),
         "pytorch-lightning_version": ckpt.get("pytorch-lightning_version", ""),
     }
-    with atomic_path(target) as tmp:
-        torch.save(slim, tmp)
-    return Path(target)
+    return atomic_torch_save(slim, target)
 
 
-class _MapsOnly(nn.Module):
+class MapsOnly(nn.Module):
     """The network with (heatmap, locref) as a tuple: ONNX outputs are positional."""
 
     def __init__(self, net: nn.Module) -> None:
@@ -76,7 +74,7 @@ def export_onnx(checkpoint: str | Path, target: str | Path, opset: int = 18) -> 
     from torch.export import Dim
 
     net, card = build_network(checkpoint)
-    model = _MapsOnly(inference_copy(net, channels_last=False)).eval()
+    model = MapsOnly(inference_copy(net, channels_last=False)).eval()
     h, w = card.input_size or (256, 256)
     example = (torch.zeros(1, 3, h, w),)
     names: dict[str, Any] = {"input_names": ["images"], "output_names": ["heatmap", "locref"],
