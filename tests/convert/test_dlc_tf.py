@@ -238,3 +238,30 @@ def test_deepercut_grouped_joint_names_expand_to_full_human(tmp_path: Path) -> N
     assert joint_names(flat, tmp_path / "pose_cfg.yaml") == ["a", "b", "c"]
     with pytest.raises(ConfigError, match="all_joints"):
         joint_names({"all_joints": [[0, 2], [3]], "all_joints_names": ["x", "y"]}, tmp_path / "pose_cfg.yaml")
+
+
+@requires_fixture(FIXTURE)
+def test_analyze_gives_deeplabcut2_keypoints_on_the_fixture_images(tmp_path: Path, shared_fixtures: Path,
+                                                                  one_torch_thread: None) -> None:
+    """`crosspose analyze` on the two images (as PNG, native sizes) = DeepLabCut 2's decoded keypoints."""
+    import cv2
+    import pandas as pd
+
+    folder = shared_fixtures / FIXTURE
+    ckpt = tmp_path / "narrow.ckpt"
+    assert main(["convert", "dlc-tf", "--snapshot", str(folder / "snapshot-1000"), "--out", str(ckpt)]) == 0
+    ref = np.load(folder / "reference.npz")
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(images / f"image{i}.png"), ref[f"image{i}"][:, :, ::-1])
+    out = tmp_path / "analysed"
+    assert main(["analyze", "--model", str(ckpt), str(images), "--out", str(out), "--format", "h5,json",
+                 "--scale", "1"]) == 0
+    table = pd.read_hdf(out / "images.h5", "df_with_missing")  # DeepLabCut's layout, full precision
+    assert len(table) == 2
+    for i in range(2):
+        want = _dlc_decode(ref[f"part_pred{i}"], ref[f"locref{i}"])
+        got = table.iloc[i].to_numpy(dtype=np.float64).reshape(-1, 3)  # x, y, likelihood per bodypart
+        assert np.abs(got[:, :2] - want[:, :2]).max() < 0.05
+        assert np.abs(got[:, 2] - want[:, 2]).max() < 5e-4

@@ -93,7 +93,7 @@ def geometry_for(card: ModelCard, frame_hw: tuple[int, int], scale: Scale = "fit
         raise ValueError(f"empty frame {frame_hw}")
     s = frame_scale(card, (h, w), scale)
     rh, rw = max(1, round(h * s)), max(1, round(w * s))
-    m = card.output_stride
+    m = card.input_multiple
     ph, pw = math.ceil(rh / m) * m, math.ceil(rw / m) * m
     stride = card.codec.stride
     return FrameGeometry((h, w), (rh, rw), (ph, pw), (math.ceil(rh / stride), math.ceil(rw / stride)))

@@ -78,6 +78,15 @@ class ModelCard:
     freeze: str = "none"
     named: bool = True
 
+    @property
+    def input_multiple(self) -> int:
+        """What an input's height and width must be a multiple of.
+
+        The backbone's stride for timm ResNets; 1 for TF-slim ones, which take any size (TensorFlow's
+        "SAME" padding) and whose results padding would change.
+        """
+        return 1 if self.backbone.startswith("slim_resnet") else self.output_stride
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible dict (lists, not tuples) with ``card_version``."""
         out = json.loads(json.dumps(asdict(self)))
