@@ -39,7 +39,8 @@ def _results(out: Path) -> dict[str, dict]:
     for path in sorted(out.glob("*/metrics.json")):
         metrics = json.loads(path.read_text())
         metrics.get("run", {}).pop("seconds", None)
-        metrics.pop("source", None)  # names the run's own folder
+        metrics.pop("source", None)  # these two name files inside the run's own folder
+        metrics.pop("sources", None)
         results[path.parent.name] = metrics
     tables = [line for line in (out / "report.md").read_text().splitlines() if line.startswith("|")]
     return {"stages": results, "tables": {"lines": tables}}
