@@ -29,7 +29,8 @@ from crosspose.inference.sources import InputSource, StageTimes, resolve_inputs
 
 __all__ = ["FORMATS", "AnalysisReport", "analyze_input", "analyze_video", "configure_parser", "run"]
 
-FORMATS = ("h5", "csv", "json")
+FORMATS = ("h5", "csv", "json", "nwb")
+DEFAULT_FORMATS = ("h5", "csv", "json")
 
 
 @dataclass
@@ -42,15 +43,21 @@ class AnalysisReport:
     times: StageTimes = field(default_factory=StageTimes)
 
 
-def _write(poses: PoseSequence, out_dir: Path, stem: str, formats: Sequence[str]) -> list[Path]:
+def _write(poses: PoseSequence, source: InputSource, out_dir: Path, stem: str, formats: Sequence[str]) -> list[Path]:
     written = []
     for fmt in formats:
         target = out_dir / f"{stem}.{fmt}"
-        written.append({"h5": poses.write_h5, "csv": poses.write_csv, "json": poses.write_json}[fmt](target))
+        if fmt == "nwb":
+            from crosspose.inference.nwb import write_nwb
+
+            written.append(write_nwb(poses, target, fps=source.fps if source.kind == "video" else None,
+                                     images=source.images or None))
+        else:
+            written.append({"h5": poses.write_h5, "csv": poses.write_csv, "json": poses.write_json}[fmt](target))
     return written
 
 
-def analyze_input(predictor: Predictor, source: InputSource, out_dir: Path, formats: Sequence[str] = FORMATS,
+def analyze_input(predictor: Predictor, source: InputSource, out_dir: Path, formats: Sequence[str] = DEFAULT_FORMATS,
                   labeled_video: bool = False, pcutoff: float = 0.6, filter: str | None = None,
                   filter_window: int = 5, batch_size: int | None = None, progress: bool = False,
                   plot: bool = False) -> AnalysisReport:
@@ -59,11 +66,11 @@ def analyze_input(predictor: Predictor, source: InputSource, out_dir: Path, form
     poses = predictor.predict_source(source, times, progress=progress, batch_size=batch_size)
     t = time.perf_counter()
     report = AnalysisReport(source.path, poses, times=times)
-    report.outputs += _write(poses, out_dir, source.stem, formats)
+    report.outputs += _write(poses, source, out_dir, source.stem, formats)
     drawn = poses
     if filter:
         drawn = smooth(poses, filter, filter_window)  # type: ignore[arg-type]
-        report.outputs += _write(drawn, out_dir, f"{source.stem}_filtered", [f for f in formats if f != "json"])
+        report.outputs += _write(drawn, source, out_dir, f"{source.stem}_filtered", [f for f in formats if f != "json"])
     if labeled_video and source.kind == "video":
         from crosspose.inference.labeled_video import write_labeled_video
 
@@ -92,8 +99,6 @@ def analyze_video(model: str | Path | Predictor, video: str | Path, out_dir: str
 def _formats(text: str) -> list[str]:
     formats = [f.strip().lower() for f in text.split(",") if f.strip()]
     unknown = [f for f in formats if f not in FORMATS]
-    if "nwb" in unknown:
-        raise ConfigError("--format nwb is not implemented yet (NWB/ndx-pose); use h5, csv or json")
     if unknown or not formats:
         raise ConfigError(f"--format {text!r}: choose from {', '.join(FORMATS)}")
     return formats
@@ -106,7 +111,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True,
                         help="a crosspose checkpoint (.ckpt) or an exported model (.onnx); nothing else is needed")
     parser.add_argument("--out", required=True, type=Path, help="output folder (created)")
-    parser.add_argument("--format", default="h5,csv,json", help="comma-separated: h5, csv, json (default: all)")
+    parser.add_argument("--format", default="h5,csv,json", help="comma-separated: h5, csv, json, nwb (default: h5,csv,json; nwb = "
+                             "NWB with ndx-pose: one PoseEstimationSeries per joint, the skeleton, timestamps)")
     parser.add_argument("--labeled-video", action="store_true",
                         help="also write <stem>_labeled.mp4 with the keypoints and skeleton drawn")
     parser.add_argument("--plot", action="store_true",
