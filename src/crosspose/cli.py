@@ -26,7 +26,7 @@ LIGHTNING_COMMANDS: dict[str, str] = {
 }
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "prepare": ("crosspose.data.prepare", "convert MacaquePose / MPII / DeepLabCut projects to COCO keypoints"),
+    "prepare": ("crosspose.data.prepare", "convert MacaquePose / MPII / DeepLabCut / SLEAP labels to COCO keypoints"),
     "synth": ("crosspose.data.synth.cli", "generate the procedural two-species data set"),
     "score": ("crosspose.evaluation.score", "score predictions against ground truth (the paper's metrics)"),
     "report": ("crosspose.evaluation.report", "compare metrics.json files: Table-1 markdown and plots"),

@@ -25,7 +25,8 @@ exist alone); it takes the bodyparts from the CSV without comparing them with co
 skeleton edges that disagree with a warning, where a user needs an error; and it requires 20
 packages, 16 of them new here (pynwb, skia-python, aiohttp, shapely, h5py, ...), for what is one
 pandas table read. The reading below is the whole job and is checked against both files of a real
-project in the tests. For the same dependency cost SLEAP ``.slp`` import is not offered.
+project in the tests. (SLEAP ``.slp`` import, :mod:`crosspose.data.sleap`, does use sleap-io: that
+format is SLEAP's own, and reading it is what the library is for.)
 """
 
 from __future__ import annotations

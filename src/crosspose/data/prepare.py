@@ -1,4 +1,4 @@
-"""``crosspose prepare macaquepose|mpii``: convert the real releases to COCO keypoints JSON.
+"""``crosspose prepare macaquepose|mpii|deeplabcut|sleap``: convert labelled data to COCO keypoints JSON.
 
 Both sub-commands write the common format of :mod:`crosspose.data.coco` (0-based pixels,
 ``file_name`` relative to the output JSON's folder) and print one summary line per file.
@@ -55,8 +55,8 @@ def _fraction_or_config(text: str) -> float | str:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Add the ``macaquepose``, ``mpii``, ``deeplabcut`` and ``split`` sub-commands."""
-    sub = parser.add_subparsers(dest="dataset", metavar="{macaquepose,mpii,deeplabcut,split,select}", required=True)
+    """Add the ``macaquepose``, ``mpii``, ``deeplabcut``, ``sleap``, ``split`` and ``select`` sub-commands."""
+    sub = parser.add_subparsers(dest="dataset", metavar="{macaquepose,mpii,deeplabcut,sleap,split,select}", required=True)
 
     mq = sub.add_parser(
         "macaquepose", help="MacaquePose release (annotations.csv + images/) to COCO keypoints",
@@ -138,6 +138,21 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     sp.add_argument("--categories", default=None, metavar="NAMES",
                     help="keep only these species: comma-separated category ids, names or supercategories")
 
+    sl = sub.add_parser(
+        "sleap", help="SLEAP labels (.slp) to COCO keypoints, the labelled frames as PNG",
+        description="Convert the user-labelled instances of a SLEAP .slp file (through sleap-io) with its "
+                    "skeleton's node names and edges. Predicted instances are not ground truth and are left out; "
+                    "missing or not-visible points stay unlabelled (v=0). The labelled frames are decoded (from "
+                    "the videos, or from the frames embedded in the .slp) into <OUT stem>_images/ beside OUT. "
+                    "Files with one instance per frame give whole-frame instances, others one box per instance. "
+                    "Nothing is written unless every labelled frame decodes.")
+    sl.add_argument("--labels", required=True, type=Path, help="the SLEAP labels file (.slp)")
+    sl.add_argument("--out", required=True, type=Path, help="COCO keypoints JSON to write")
+    sl.add_argument("--val-fraction", type=_fraction, default=None, metavar="F",
+                    help="split the labelled frames: a random fraction F goes to OUT_val.json, the rest to "
+                         "OUT_train.json (OUT itself is not written)")
+    sl.add_argument("--seed", type=int, default=0, help="seed of --val-fraction (default 0)")
+
     se = sub.add_parser(
         "select", help="the species of a many-species COCO file (AP-10K, Animal-Pose) as a new file",
         description="Write the images and instances of the chosen species (categories sharing one keypoint "
@@ -168,6 +183,10 @@ def run(args: argparse.Namespace) -> int:
         from crosspose.data.deeplabcut import prepare_deeplabcut
 
         paths = prepare_deeplabcut(args.project, args.out, val_fraction=args.val_fraction, seed=args.seed)
+    elif args.dataset == "sleap":
+        from crosspose.data.sleap import prepare_sleap
+
+        paths = prepare_sleap(args.labels, args.out, val_fraction=args.val_fraction, seed=args.seed)
     elif args.dataset == "split":
         from crosspose.data.coco import split_by_image
 

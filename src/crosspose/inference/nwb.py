@@ -68,7 +68,7 @@ def write_nwb(poses: PoseSequence, path: str | Path, fps: float | None = None,
 
     nwbfile = NWBFile(session_description=f"crosspose analyze of {source or 'images'}",
                       identifier=str(uuid.uuid4()),
-                      session_start_time=datetime.datetime.now(datetime.timezone.utc))
+                      session_start_time=datetime.datetime.now(datetime.UTC))
     if video:
         source_series = ImageSeries(name="source_video", description=f"the analysed video ({time_note})",
                                     unit="n.a.", external_file=[source], format="external",
