@@ -35,7 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("crosspose.experiments.inspect", "what transfers between networks: CKA per stage, weight movement, attribution"),
     "benchmark": ("crosspose.benchmark.run", "throughput side by side with DeepLabCut 3"),
     "convert": ("crosspose.convert.cli", "DeepLabCut 2 (TF) / 3 (PyTorch) and TF-slim models -> crosspose checkpoints"),
-    "analyze": ("crosspose.inference.analyze", "keypoints of videos/images: DeepLabCut .h5/.csv, COCO .json, labelled video"),
+    "analyze": ("crosspose.inference.analyze", "keypoints of videos/images: DeepLabCut .h5/.csv, COCO .json, labelled video or images, NWB"),
     "export": ("crosspose.inference.export", "export a checkpoint: weights-only .ckpt or ONNX (dynamic batch and size)"),
     "quantize": ("crosspose.inference.quantize", "int8 ONNX model calibrated on your own images (ONNX Runtime, static)"),
 }

@@ -4,7 +4,9 @@ Per input ``<stem>`` it writes, into ``--out``: ``<stem>.h5`` (DeepLabCut's tabl
 ``df_with_missing``), ``<stem>.csv`` (the same, three header rows), ``<stem>.json`` (COCO keypoint
 results, ``frame`` per video frame or ``file_name`` per image); with ``--filter``, the filtered
 ``<stem>_filtered.h5``/``.csv`` beside the raw ones (as DeepLabCut's filterpredictions); with
-``--labeled-video``, ``<stem>_labeled.mp4`` (drawn from the filtered keypoints when filtering); with ``--plot``,
+``--labeled`` (alias ``--labeled-video``), ``<stem>_labeled.mp4`` for a video, ``<stem>_labeled/`` (one PNG per
+image) for an image folder, ``<stem>_labeled.png`` for one image (drawn from the filtered keypoints when
+filtering); with ``--format nwb``, ``<stem>.nwb`` (NWB with ndx-pose); with ``--plot``,
 ``<stem>_trajectories.png`` (x and y of every joint over the frames).
 Every input is checked before the first is analysed; every file is written atomically.
 
@@ -71,11 +73,18 @@ def analyze_input(predictor: Predictor, source: InputSource, out_dir: Path, form
     if filter:
         drawn = smooth(poses, filter, filter_window)  # type: ignore[arg-type]
         report.outputs += _write(drawn, source, out_dir, f"{source.stem}_filtered", [f for f in formats if f != "json"])
-    if labeled_video and source.kind == "video":
-        from crosspose.inference.labeled_video import write_labeled_video
+    if labeled_video:
+        from crosspose.inference.labeled_video import (
+            labeled_output_name,
+            write_labeled_images,
+            write_labeled_video,
+        )
 
-        report.outputs.append(write_labeled_video(source.path, drawn, out_dir / f"{source.stem}_labeled.mp4",
-                                                  pcutoff))
+        target = out_dir / labeled_output_name(source.stem, source.kind, len(source.images), source.path.is_file())
+        if source.kind == "video":
+            report.outputs.append(write_labeled_video(source.path, drawn, target, pcutoff))
+        else:
+            report.outputs.append(write_labeled_images(source.images, drawn, target, pcutoff))
     if plot:
         from crosspose.inference.plots import plot_trajectories
 
@@ -113,8 +122,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output folder (created)")
     parser.add_argument("--format", default="h5,csv,json", help="comma-separated: h5, csv, json, nwb (default: h5,csv,json; nwb = "
                              "NWB with ndx-pose: one PoseEstimationSeries per joint, the skeleton, timestamps)")
-    parser.add_argument("--labeled-video", action="store_true",
-                        help="also write <stem>_labeled.mp4 with the keypoints and skeleton drawn")
+    parser.add_argument("--labeled", "--labeled-video", dest="labeled_video", action="store_true",
+                        help="also draw the keypoints above --pcutoff and the skeleton: <stem>_labeled.mp4 for a "
+                             "video, <stem>_labeled/ (one PNG per image) for an image folder, "
+                             "<stem>_labeled.png for one image")
     parser.add_argument("--plot", action="store_true",
                         help="also write <stem>_trajectories.png: x and y of every joint over the frames")
     parser.add_argument("--pcutoff", type=float, default=0.6,

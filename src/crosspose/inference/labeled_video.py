@@ -1,7 +1,14 @@
-"""The labelled video: the input's frames with the keypoints above the p-cutoff and the skeleton drawn."""
+"""Labelled output: the input's frames with the keypoints above the p-cutoff and the skeleton drawn.
+
+A video gives a labelled video; an image folder a folder of labelled PNGs; an image a labelled PNG.
+All three draw with :func:`draw_pose`.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -13,7 +20,7 @@ from crosspose.core.errors import DataFormatError
 from crosspose.core.io import atomic_path
 from crosspose.inference.results import PoseSequence
 
-__all__ = ["draw_pose", "write_labeled_video"]
+__all__ = ["draw_pose", "labeled_output_name", "write_labeled_images", "write_labeled_video"]
 
 
 def _colours(k: int) -> list[tuple[int, int, int]]:
@@ -74,4 +81,53 @@ def write_labeled_video(video: Path, poses: PoseSequence, target: Path, pcutoff:
             dst.mux(packet)
         if n != len(poses):
             raise DataFormatError(video, f"decoded {n} frames for the labelled video but {len(poses)} were analysed")
+    return target
+
+
+def labeled_output_name(stem: str, kind: str, images: int, single_file: bool) -> str:
+    """Where the labelled output of an input goes: ``<stem>_labeled.mp4``, ``.png`` or ``<stem>_labeled/``."""
+    if kind == "video":
+        return f"{stem}_labeled.mp4"
+    return f"{stem}_labeled.png" if single_file and images == 1 else f"{stem}_labeled"
+
+
+def _png(image: np.ndarray, target: Path) -> None:
+    if not cv2.imwrite(str(target), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"cannot write {target}")
+
+
+def write_labeled_images(images: list[Path], poses: PoseSequence, target: Path, pcutoff: float) -> Path:
+    """Draw ``poses`` on each of ``images``: one PNG at ``target`` (a ``.png`` name) or a folder of PNGs.
+
+    In a folder each image keeps its stem (its full name when two stems collide, ``a.jpg`` and
+    ``a.png``). The folder is filled under a temporary name and swapped in whole, so an error leaves
+    no partial folder and an earlier run's folder is replaced only on success.
+    """
+    from crosspose.data.dataset import read_rgb
+
+    if len(images) != len(poses):
+        raise DataFormatError(images[0] if images else target,
+                              f"{len(images)} images but {len(poses)} analysed frames")
+    if target.suffix == ".png":
+        with atomic_path(target) as tmp:
+            _png(draw_pose(read_rgb(images[0]), poses.keypoints[0], poses.links, pcutoff), tmp)
+        return target
+    stems = [p.stem for p in images]
+    names = [f"{p.stem}.png" for p in images] if len(set(stems)) == len(stems) else [f"{p.name}.png" for p in images]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        for path, name, keypoints in zip(images, names, poses.keypoints, strict=True):
+            _png(draw_pose(read_rgb(path), keypoints, poses.links, pcutoff), tmp_dir / name)
+        os.chmod(tmp_dir, 0o755)  # mkdtemp makes 0700; the folder is for the user's other tools too
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+            os.replace(target, old / target.name)
+            os.replace(tmp_dir, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp_dir, target)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
     return target
