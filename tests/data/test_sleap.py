@@ -146,3 +146,12 @@ def test_bad_labels_give_one_line_and_write_nothing(tmp_path: Path, capsys: pyte
         assert not out.exists() or not any(out.iterdir()), message
     with pytest.raises(DataFormatError):
         prepare_sleap(empty, tmp_path / "out" / "x.json")
+
+
+def test_a_moved_project_finds_its_video_beside_the_slp(tmp_path: Path) -> None:
+    slp, _ = _write_slp(tmp_path / "p", predicted=False)
+    (tmp_path / "p").rename(tmp_path / "moved")  # the .slp holds the old, now missing, video path
+    [out] = prepare_sleap(tmp_path / "moved" / "labels.slp", tmp_path / "o" / "walk.json")
+    coco = load_coco_keypoints(out)
+    assert len(coco.images) == len(FRAMES)
+    assert json.loads(out.read_text())["info"]["sleap"]["predicted_instances_ignored"] == 1  # frame 0's
