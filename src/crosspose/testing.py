@@ -24,12 +24,13 @@ from typing import Any
 
 import cv2
 import numpy as np
+import torch
 from lightning.pytorch import Callback
 
 from crosspose.data.coco import save_coco_keypoints
 
 __all__ = ["REPO", "SHARED_FIXTURES", "TINY_JOINTS", "CrashAfterEpoch", "CrashAtStep", "KillDuringCheckpointWrite",
-           "crosspose_command", "kill_mid_stage_and_rerun", "overfit_tiny_module", "requires_fixture",
+           "assert_same_training_state", "crosspose_command", "kill_mid_stage_and_rerun", "overfit_tiny_module", "requires_fixture",
            "write_moving_figure_video", "write_tiny_checkpoint", "write_tiny_coco", "write_tiny_deeplabcut_project"]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -345,3 +346,16 @@ def kill_mid_stage_and_rerun(command: Callable[[Path], Sequence[str]], root: Pat
 
     _finish(command(killed), timeout)
     return straight, killed
+
+
+def assert_same_training_state(a: dict[str, Any], b: dict[str, Any]) -> None:
+    """Two loaded checkpoints hold the same weights and SGD momentum (to float tolerance).
+
+    For a resumed run against an uninterrupted one: the momentum says the optimizer resumed too.
+    """
+    sa, sb = a["optimizer_states"][0]["state"], b["optimizer_states"][0]["state"]
+    assert sa.keys() == sb.keys() and len(sa) > 0
+    for k in sa:
+        assert torch.allclose(sa[k]["momentum_buffer"], sb[k]["momentum_buffer"], atol=1e-5, rtol=1e-4)
+    for k, v in a["state_dict"].items():
+        assert torch.allclose(v.float(), b["state_dict"][k].float(), atol=1e-5, rtol=1e-4), k
