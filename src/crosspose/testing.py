@@ -14,18 +14,24 @@ Example:
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+import torch
 from lightning.pytorch import Callback
 
 from crosspose.data.coco import save_coco_keypoints
 
 __all__ = ["REPO", "SHARED_FIXTURES", "TINY_JOINTS", "CrashAfterEpoch", "CrashAtStep", "KillDuringCheckpointWrite",
-           "overfit_tiny_module", "requires_fixture", "write_moving_figure_video", "write_tiny_checkpoint",
-           "write_tiny_coco", "write_tiny_deeplabcut_project"]
+           "assert_same_training_state", "crosspose_command", "kill_mid_stage_and_rerun", "overfit_tiny_module", "requires_fixture",
+           "write_moving_figure_video", "write_tiny_checkpoint", "write_tiny_coco", "write_tiny_deeplabcut_project"]
 
 REPO = Path(__file__).resolve().parents[2]
 """The checkout root (meaningful in a source checkout, where the tests run)."""
@@ -294,3 +300,62 @@ class KillDuringCheckpointWrite(Callback):
                 os.kill(os.getpid(), signal.SIGKILL)
 
         trainer.strategy.checkpoint_io = _Killing()
+
+
+def crosspose_command(*args: str) -> list[str]:
+    """The command line ``python -m crosspose ARGS`` with this interpreter."""
+    return [sys.executable, "-m", "crosspose", *args]
+
+
+def _start(command: Sequence[str]) -> subprocess.Popen[str]:
+    # this checkout's crosspose, and one thread each: runs are compared bit for bit, and the machine is shared
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.Popen(list(command), env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def _finish(command: Sequence[str], timeout: float) -> None:
+    process = _start(command)
+    log, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, log[-2000:]
+
+
+def kill_mid_stage_and_rerun(command: Callable[[Path], Sequence[str]], root: Path, stage: str,
+                             timeout: float) -> tuple[Path, Path]:
+    """Run a command straight, and again killed mid-stage then rerun, for the two to be compared.
+
+    ``command(out)`` is the command line writing into ``out``. It runs to the end into
+    ``root/straight``; then into ``root/killed``, SIGKILLed once the run folder ``stage`` there has
+    its ``checkpoints/last.ckpt`` (after a checkpoint, before the stage ends: its ``metrics.json``
+    must not exist yet), and rerun there to the end. Each run must exit 0 within ``timeout`` seconds.
+
+    Returns:
+        ``(root/straight, root/killed)``.
+    """
+    straight, killed = root / "straight", root / "killed"
+    _finish(command(straight), timeout)
+
+    process = _start(command(killed))
+    checkpoint = killed / stage / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + timeout
+    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    assert not (killed / stage / "metrics.json").exists(), f"{stage} ended before it could be killed"
+
+    _finish(command(killed), timeout)
+    return straight, killed
+
+
+def assert_same_training_state(a: dict[str, Any], b: dict[str, Any]) -> None:
+    """Two loaded checkpoints hold the same weights and SGD momentum (to float tolerance).
+
+    For a resumed run against an uninterrupted one: the momentum says the optimizer resumed too.
+    """
+    sa, sb = a["optimizer_states"][0]["state"], b["optimizer_states"][0]["state"]
+    assert sa.keys() == sb.keys() and len(sa) > 0
+    for k in sa:
+        assert torch.allclose(sa[k]["momentum_buffer"], sb[k]["momentum_buffer"], atol=1e-5, rtol=1e-4)
+    for k, v in a["state_dict"].items():
+        assert torch.allclose(v.float(), b["state_dict"][k].float(), atol=1e-5, rtol=1e-4), k

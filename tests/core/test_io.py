@@ -1,4 +1,7 @@
-"""The atomic writer: complete or absent, never truncated; failures name the file and leave nothing."""
+"""The atomic writer: complete or absent, never truncated; failures name the file and leave nothing.
+
+And the YAML-mapping reader: its errors are one ConfigError naming the file.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from crosspose.core.io import atomic_path, atomic_write_json, atomic_write_text
+from crosspose.core.errors import ConfigError
+from crosspose.core.io import atomic_path, atomic_write_json, atomic_write_text, read_yaml_mapping
 
 
 def test_writes_and_replaces_leaving_no_temp_files(tmp_path: Path) -> None:
@@ -56,3 +60,25 @@ def test_unwritable_target_is_an_oserror_naming_it(tmp_path: Path) -> None:
     with pytest.raises(OSError, match=r"runs/metrics.json"):
         atomic_write_text(blocker / "metrics.json", "x")
     assert blocker.read_text() == "a file where a folder should be"
+
+
+def test_read_yaml_mapping_reads_a_mapping_and_an_empty_file_as_empty(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("model:\n  num_keypoints: 4\n")
+    (tmp_path / "empty.yaml").write_text("")
+    assert read_yaml_mapping(tmp_path / "a.yaml") == {"model": {"num_keypoints": 4}}
+    assert read_yaml_mapping(tmp_path / "empty.yaml") == {}
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    (None, "profile not found"),
+    ("model: [1, 2\n", "not valid YAML (while parsing"),
+    ("- a\n- b\n", "expected a mapping with sections"),
+])
+def test_read_yaml_mapping_errors_name_the_file(tmp_path: Path, text: str | None, problem: str) -> None:
+    path = tmp_path / "bad.yaml"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(ConfigError) as exc:
+        read_yaml_mapping(path, "profile", expected="a mapping with sections")
+    message = str(exc.value)
+    assert message.startswith(f"{path}: ") and problem in message and "\n" not in message

@@ -10,6 +10,7 @@ import copy
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -150,14 +151,20 @@ def _slots(value, path=()):
 N_SLOTS = len(_slots(copy.deepcopy(VALID_RELEASE)))
 
 
-@SETTINGS
-@given(st.lists(st.tuples(st.integers(0, N_SLOTS - 1), mat_leaves), min_size=1, max_size=3))
-def test_mutated_release_structs(mutations):
+def _mutated(mutations: list[tuple[int, Any]]) -> Any:
+    """A copy of the valid release with each (slot, leaf) written over that slot."""
     release = copy.deepcopy(VALID_RELEASE)
     for slot, leaf in mutations:
         slots = _slots(release)
         container, key = slots[slot % len(slots)]
         container[key] = leaf
+    return release
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.integers(0, N_SLOTS - 1), mat_leaves), min_size=1, max_size=3))
+def test_mutated_release_structs(mutations):
+    release = _mutated(mutations)
     try:
         parse_release(release, "mutated.mat")
     except CrossposeError:
@@ -169,11 +176,7 @@ def test_mutated_release_structs(mutations):
                 min_size=1, max_size=2))
 def test_mutated_release_files(mutations):
     """The same through savemat/loadmat, where scipy can write the mutated struct at all."""
-    release = copy.deepcopy(VALID_RELEASE)
-    for slot, leaf in mutations:
-        slots = _slots(release)
-        container, key = slots[slot % len(slots)]
-        container[key] = leaf
+    release = _mutated(mutations)
     path = WORK / "mutated.mat"
     try:
         scipy.io.savemat(path, {"RELEASE": release})

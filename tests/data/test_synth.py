@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -24,6 +25,14 @@ def _files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def _by_image(coco: Any) -> dict[str, list[dict]]:
+    """The annotations of a prepared file grouped by image file name, to meet the rendered samples."""
+    by_image: dict[str, list[dict]] = {}
+    for ann in coco.annotations:
+        by_image.setdefault(Path(coco.images[ann["image_id"]]["file_name"]).name, []).append(ann)
+    return by_image
+
+
 def test_macaque_round_trip_through_prepare(tmp_path: Path) -> None:
     n = 16
     csv = generate("macaque", n, tmp_path / "mq", seed=5, size=SIZE)
@@ -32,9 +41,7 @@ def test_macaque_round_trip_through_prepare(tmp_path: Path) -> None:
     assert main(["prepare", "macaquepose", "--root", str(tmp_path / "mq"), "--out", str(out)]) == 0
     coco = load_coco_keypoints(out)
     assert coco.keypoint_names == MACAQUE.keypoints
-    by_image: dict[str, list[dict]] = {}
-    for ann in coco.annotations:
-        by_image.setdefault(Path(coco.images[ann["image_id"]]["file_name"]).name, []).append(ann)
+    by_image = _by_image(coco)
     assert len(by_image) == n
     nulls = 0
     for i in range(n):
@@ -64,9 +71,7 @@ def test_human_round_trip_through_prepare(tmp_path: Path) -> None:
                  "--out", str(out)]) == 0
     coco = load_coco_keypoints(out)
     assert coco.keypoint_names == MPII.keypoints
-    by_image: dict[str, list[dict]] = {}
-    for ann in coco.annotations:
-        by_image.setdefault(Path(coco.images[ann["image_id"]]["file_name"]).name, []).append(ann)
+    by_image = _by_image(coco)
     assert len(by_image) == n
     occluded = 0
     for i in range(n):

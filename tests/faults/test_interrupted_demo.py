@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from crosspose.testing import REPO
-
-ENV = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+from crosspose.testing import REPO, crosspose_command, kill_mid_stage_and_rerun
 
 
 def _profile(tmp_path: Path) -> Path:
@@ -26,11 +19,6 @@ def _profile(tmp_path: Path) -> Path:
     path = tmp_path / "interruptible.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
-
-
-def _demo(profile: Path, out: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "crosspose", "demo", "--profile", str(profile), "--out", str(out)],
-                            env=ENV, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def _results(out: Path) -> dict[str, dict]:
@@ -49,20 +37,7 @@ def _results(out: Path) -> dict[str, dict]:
 @pytest.mark.slow
 def test_demo_killed_mid_stage_then_rerun_gives_the_uninterrupted_results(tmp_path: Path) -> None:
     profile = _profile(tmp_path)
-    straight = _demo(profile, tmp_path / "straight")
-    log, _ = straight.communicate(timeout=1200)
-    assert straight.returncode == 0, log[-2000:]
-
-    killed = _demo(profile, tmp_path / "killed")
-    stage = tmp_path / "killed" / "transfer_seed0"
-    deadline = time.monotonic() + 900
-    while not (stage / "checkpoints" / "last.ckpt").exists() and killed.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    killed.send_signal(signal.SIGKILL)  # mid-stage: after its step-2 checkpoint, before its end
-    killed.communicate(timeout=60)
-    assert not (stage / "metrics.json").exists()
-
-    rerun = _demo(profile, tmp_path / "killed")
-    log, _ = rerun.communicate(timeout=1200)
-    assert rerun.returncode == 0, log[-2000:]
-    assert _results(tmp_path / "killed") == _results(tmp_path / "straight")
+    straight, killed = kill_mid_stage_and_rerun(
+        lambda out: crosspose_command("demo", "--profile", str(profile), "--out", str(out)), tmp_path,
+        stage="transfer_seed0", timeout=1200)
+    assert _results(killed) == _results(straight)

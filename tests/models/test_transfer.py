@@ -104,3 +104,18 @@ def test_foreign_checkpoint_is_not_unpickled(tmp_path: Path) -> None:
     torch.save({"state_dict": {}, "payload": argparse.Namespace(code="not weights")}, bad)
     with pytest.raises(CheckpointError, match="weights-only"):
         _target(bad, "reinit")
+
+
+def test_load_weights_file_errors_are_one_line_naming_the_file(tmp_path: Path) -> None:
+    from crosspose.models.transfer import load_weights_file
+
+    with pytest.raises(CheckpointError, match="snapshot not found"):
+        load_weights_file(tmp_path / "absent.pt", "snapshot", "a DeepLabCut 3 snapshot")
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a torch file")
+    with pytest.raises(CheckpointError) as exc:
+        load_weights_file(garbage, "snapshot", "a DeepLabCut 3 snapshot")
+    assert str(exc.value).startswith(f"{garbage}: cannot read as a DeepLabCut 3 snapshot (")
+    assert "\n" not in str(exc.value)
+    torch.save({"model": {"w": torch.ones(2)}}, tmp_path / "ok.pt")
+    assert torch.equal(load_weights_file(tmp_path / "ok.pt")["model"]["w"], torch.ones(2))

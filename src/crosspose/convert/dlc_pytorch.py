@@ -88,6 +88,7 @@ def _config(cfg: dict[str, Any], path: Path) -> tuple[str, dict[str, Any], list[
 def read_dlc_pytorch(snapshot: str | Path, config: str | Path) -> DlcPytorchModel:
     """Read and map a DeepLabCut 3 ``snapshot-N.pt`` with its ``pytorch_config.yaml``; writes nothing."""
     from crosspose.models.network import PoseNetwork
+    from crosspose.models.transfer import load_weights_file
 
     snapshot, config = Path(snapshot), Path(config)
     cfg = read_pose_cfg(config)
@@ -99,13 +100,7 @@ def read_dlc_pytorch(snapshot: str | Path, config: str | Path) -> DlcPytorchMode
     if not sigmoid and not predictor.get("clip_scores", False):
         raise ConfigError(f"{config}: apply_sigmoid and clip_scores are both false; crosspose reports raw scores "
                           "clipped to [0, 1] (DeepLabCut 3's default is clip_scores: true)")
-    if not snapshot.is_file():
-        raise CheckpointError(f"{snapshot}: snapshot not found")
-    try:
-        raw = torch.load(snapshot, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for foreign or corrupt files
-        raise CheckpointError(f"{snapshot}: cannot read as a DeepLabCut 3 snapshot ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+    raw = load_weights_file(snapshot, "snapshot", "a DeepLabCut 3 snapshot")
     state = raw.get("model") if isinstance(raw, dict) else None
     if not isinstance(state, dict):
         raise CheckpointError(f"{snapshot}: not a DeepLabCut 3 snapshot (no 'model' state dict)")

@@ -1,4 +1,4 @@
-r"""The one way crosspose writes a file: atomically.
+r"""The one way crosspose writes a file (atomically), and reads a YAML mapping.
 
 A reader (a rerun, a report, another process) sees either the old file or the complete new one,
 never a truncated one: bytes go to a temporary file in the SAME folder (``os.replace`` is atomic
@@ -14,6 +14,9 @@ Example:
     '{\n "pckh": 81.2\n}'
     >>> with atomic_path(target.with_suffix(".txt")) as tmp:   # for writers that need a path
     ...     _ = tmp.write_text("plot")
+
+:func:`read_yaml_mapping` reads a config-like YAML (a base config, a demo profile) whose top level
+must be a mapping, raising a :class:`~crosspose.core.errors.ConfigError` that names the file.
 """
 
 from __future__ import annotations
@@ -26,7 +29,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "atomic_torch_save", "atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+from crosspose.core.errors import ConfigError
+
+__all__ = ["atomic_path", "atomic_torch_save", "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
+           "read_yaml_mapping"]
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -97,3 +103,29 @@ def atomic_torch_save(obj: Any, target: str | os.PathLike[str]) -> Path:
     with atomic_path(target) as tmp:
         torch.save(obj, tmp)
     return Path(target)
+
+
+def read_yaml_mapping(path: str | os.PathLike[str], what: str = "file", expected: str = "a mapping") -> dict[str, Any]:
+    """The top-level mapping of a YAML file; an empty file reads as ``{}``.
+
+    Args:
+        path: the YAML file.
+        what: what the file is, for the not-found message (``"config"``, ``"demo profile"``).
+        expected: what the top level should be, for the not-a-mapping message.
+
+    Raises:
+        ConfigError: naming the file when it is missing, not valid YAML, or not a mapping.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: {what} not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        # the first line says where and what; the rest repeats the offending text
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected {expected}")
+    return data

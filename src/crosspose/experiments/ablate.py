@@ -46,15 +46,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from crosspose.core.errors import ConfigError
-from crosspose.core.io import atomic_path, atomic_write_text
+from crosspose.core.io import atomic_path, atomic_write_text, read_yaml_mapping
 from crosspose.data.coco import load_coco_keypoints, save_coco_keypoints
 from crosspose.evaluation.results import headline
 from crosspose.models.freeze import FREEZE_LEVELS
 from crosspose.models.unfreeze import parse_unfreeze
-from crosspose.training.run_folder import FolderLock
+from crosspose.training.run_folder import FolderLock, add_wait_argument
 
 __all__ = [
     "GridRun",
@@ -115,14 +114,7 @@ def parse_schedule(text: str) -> dict[int, str] | None:
 def read_base_config(path: str | Path) -> dict[str, Any]:
     """The ``model``/``data``/``trainer`` sections of a LightningCLI-style YAML, checked."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config not found")
-    try:
-        cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"{path}: expected a mapping with model/data/trainer sections")
+    cfg = read_yaml_mapping(path, "config", expected="a mapping with model/data/trainer sections")
     unknown = set(cfg) - {"model", "data", "trainer", "seed_everything", "ckpt_path", "experiment"}
     if unknown:
         raise ConfigError(f"{path}: unknown top-level keys {sorted(unknown)} (a `crosspose fit` config "
@@ -220,10 +212,29 @@ def _pyplot() -> Any:
     return plt
 
 
-def plot_freeze(summary: Sequence[Mapping[str, Any]], metric: str, out_png: Path) -> Path:
-    """Metric vs frozen depth (transfer), one line per training-set size; scratch as dashed levels."""
+def _new_plot() -> tuple[Any, Any, Any]:
+    """pyplot, and a new figure and axes of the ablation plots' size."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    return plt, fig, ax
+
+
+def _finish_plot(plt: Any, fig: Any, ax: Any, metric: str, title: str, out_png: Path, grid: str = "major") -> Path:
+    """Label, title and save (atomically) one of the ablation plots, then free its figure."""
+    ax.set_ylabel(METRICS[metric][0])
+    ax.set_title(f"{title} (mean ± sd over seeds)")
+    ax.grid(alpha=0.3, which=grid)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(out_png) as tmp:
+        fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    return out_png
+
+
+def plot_freeze(summary: Sequence[Mapping[str, Any]], metric: str, out_png: Path) -> Path:
+    """Metric vs frozen depth (transfer), one line per training-set size; scratch as dashed levels."""
+    plt, fig, ax = _new_plot()
     summary = [e for e in summary if not e.get("unfreeze")]  # fixed freezing only: one depth per point
     levels = [lv for lv in FREEZE_LEVELS if any(e["freeze"] == lv and e["arm"] == "transfer" for e in summary)]
     sizes = sorted({e["subset"] for e in summary}, key=lambda n: math.inf if n is None else n)
@@ -241,22 +252,13 @@ def plot_freeze(summary: Sequence[Mapping[str, Any]], metric: str, out_png: Path
                            label=f"scratch, {label}")
     ax.set_xticks(range(len(levels)), levels)
     ax.set_xlabel("frozen up to and including")
-    ax.set_ylabel(METRICS[metric][0])
-    ax.set_title("Frozen depth (mean ± sd over seeds)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    return out_png
+    return _finish_plot(plt, fig, ax, metric, "Frozen depth", out_png)
 
 
 def plot_data_efficiency(summary: Sequence[Mapping[str, Any]], metric: str, out_png: Path,
                          pool_size: int | None = None) -> Path:
     """Metric vs number of human training instances: one line per transfer freeze level, and scratch."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    plt, fig, ax = _new_plot()
     series: dict[str, list[tuple[float, float, float]]] = {}
     for e in summary:
         n = e["subset"] if e["subset"] is not None else pool_size
@@ -274,15 +276,7 @@ def plot_data_efficiency(summary: Sequence[Mapping[str, Any]], metric: str, out_
     ax.set_xticks(sizes, [str(int(n)) for n in sizes])
     ax.xaxis.set_minor_locator(plt.NullLocator())
     ax.set_xlabel("human training instances")
-    ax.set_ylabel(METRICS[metric][0])
-    ax.set_title("Data efficiency (mean ± sd over seeds)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(out_png) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    return out_png
+    return _finish_plot(plt, fig, ax, metric, "Data efficiency", out_png, grid="both")
 
 
 def _check_same_base(out: Path, base: Mapping[str, Any], test_file: str) -> None:
@@ -443,9 +437,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--inspect", type=int, default=0, metavar="N",
                         help="also record per run CKA per stage vs the init network on N test crops and the "
                              "weight movement per stage (default 0: off)")
-    parser.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
-                        help="when another crosspose process works in --out, wait this long for it (default: "
-                             "stop at once)")
+    add_wait_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:

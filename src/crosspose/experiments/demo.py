@@ -27,10 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from crosspose.core.errors import ConfigError
-from crosspose.core.io import atomic_write_json, atomic_write_text
+from crosspose.core.io import atomic_write_json, atomic_write_text, read_yaml_mapping
 from crosspose.core.skeletons import MACAQUE, MPII
 from crosspose.data.coco import load_coco_keypoints, split_by_image
 from crosspose.data.macaquepose import read_macaquepose
@@ -40,7 +39,7 @@ from crosspose.evaluation.report import draw_predictions, write_report
 from crosspose.evaluation.results import headline, load_prediction_records
 from crosspose.experiments.inspect import what_transfers_section
 from crosspose.experiments.recipes import RECIPES, recipe_settings
-from crosspose.training.run_folder import FolderLock, config_differences
+from crosspose.training.run_folder import FolderLock, add_wait_argument, config_differences
 from crosspose.training.runs import test_checkpoint, train_and_test
 
 __all__ = ["Profile", "configure_parser", "load_profile", "profile_names", "run", "run_demo"]
@@ -111,13 +110,9 @@ def load_profile(source: str | Path) -> Profile:
         if not path.is_file():
             raise ConfigError(f"no demo profile {str(source)!r} (choose from {', '.join(profile_names())}, "
                               "or give a YAML file)")
-    if not path.is_file():
-        raise ConfigError(f"{path}: demo profile not found")
-    try:
-        cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    exp = cfg.get("experiment") if isinstance(cfg, dict) else None
+    cfg = read_yaml_mapping(path, "demo profile",
+                            expected="a demo profile (a mapping with an `experiment:` section, `kind: demo`)")
+    exp = cfg.get("experiment")
     if not isinstance(exp, dict) or exp.get("kind") != "demo":
         raise ConfigError(f"{path}: not a demo profile (needs an `experiment:` section with `kind: demo`)")
     missing = [k for k in _SIZES if k not in exp]
@@ -332,9 +327,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipe", choices=RECIPES, default="demo",
                         help="training recipe: the demo's own (default), or that of configs/paper/ or "
                              "configs/paper_modern/ at the profile's sizes and budgets (a recipe comparison)")
-    parser.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
-                        help="when another crosspose process works in --out, wait this long for it (default: "
-                             "stop at once)")
+    add_wait_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:

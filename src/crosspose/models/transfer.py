@@ -22,23 +22,35 @@ from crosspose.core.errors import CheckpointError
 from crosspose.core.skeletons import match_joints
 from crosspose.models.network import PoseNetwork
 
-__all__ = ["METADATA_KEY", "HeadsMode", "initialize_from_checkpoint", "read_checkpoint"]
+__all__ = ["METADATA_KEY", "HeadsMode", "initialize_from_checkpoint", "load_weights_file", "read_checkpoint"]
 
 HeadsMode = Literal["reinit", "keep", "map"]
 METADATA_KEY = "crosspose"
 _NET_PREFIX = "net."
 
 
+def load_weights_file(path: str | Path, what: str = "checkpoint", kind: str = "a weights-only checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, any failure a one-line CheckpointError.
+
+    Args:
+        path: the file.
+        what: what it is, for the not-found message (``"snapshot"``).
+        kind: what it could not be read as (``"a DeepLabCut 3 snapshot"``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: {what} not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for foreign or corrupt files
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise CheckpointError(f"{path}: cannot read as {kind} ({type(exc).__name__}: {first})") from None
+
+
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(network state dict without the ``net.`` prefix, crosspose metadata) of a checkpoint."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for foreign or corrupt files
-        raise CheckpointError(f"{path}: cannot read as a weights-only checkpoint ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0][:200]})") from None
+    ckpt = load_weights_file(path)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise CheckpointError(f"{path}: not a crosspose/Lightning checkpoint (no 'state_dict')")
     state = {k[len(_NET_PREFIX):]: v for k, v in ckpt["state_dict"].items() if k.startswith(_NET_PREFIX)}

@@ -7,11 +7,13 @@
   atomically: present, valid JSON and carrying the ``run`` summary. A truncated or foreign file
   does not count (the run is then finished again, not reported with a broken marker).
 * :class:`FolderLock` makes a second process working on the same folder (two ``ablate`` or
-  ``demo`` into one ``--out``) stop with a clear message, or wait when asked to.
+  ``demo`` into one ``--out``) stop with a clear message, or wait when asked to;
+  :func:`add_wait_argument` gives a command its ``--wait`` option for that.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import time
@@ -27,6 +29,7 @@ __all__ = [
     "FINISHED_MARKER",
     "RUN_RECORD",
     "FolderLock",
+    "add_wait_argument",
     "check_reusable",
     "config_differences",
     "is_finished",
@@ -177,3 +180,10 @@ class FolderLock:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.release()
+
+
+def add_wait_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--wait SECONDS`` (``args.wait``, default 0): how long a :class:`FolderLock` on ``--out`` waits."""
+    parser.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                        help="when another crosspose process works in --out, wait this long for it (default: "
+                             "stop at once)")
