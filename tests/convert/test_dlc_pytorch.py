@@ -11,6 +11,7 @@ import timm
 import torch
 import yaml
 
+import crosspose
 from crosspose.cli import main
 from crosspose.convert.dlc_pytorch import convert_dlc_pytorch
 from crosspose.core.errors import CheckpointError, ConfigError
@@ -109,6 +110,16 @@ def test_converted_snapshot_gives_deeplabcut3_predictions(tmp_path: Path) -> Non
     got = module.codec.decode(maps["heatmap"], maps["locref"])[0]
     assert (got[:, :2] - want[:, :2]).abs().max().item() < 0.05
     assert (got[:, 2] - want[:, 2]).abs().max().item() < 5e-4
+    # the inference path (analyze, crosspose.load) rebuilds the network from the model card alone:
+    # DeepLabCut 3's uncropped heads and unpadded frames must come back from it
+    for hw in ((75, 99), (80, 96)):
+        frame = torch.randint(0, 256, (1, 3, *hw), dtype=torch.uint8)
+        with torch.no_grad():
+            want = dlc.predict(frame)
+        pose = crosspose.load(out, device="cpu", scale=1.0).predict(frame[0].permute(1, 2, 0).numpy())
+        got_frame = torch.from_numpy(np.asarray(pose.keypoints[0], dtype=np.float32))
+        assert (got_frame[:, :2] - want[:, :2]).abs().max().item() < 0.05, hw
+        assert (got_frame[:, 2] - want[:, 2]).abs().max().item() < 5e-4, hw
 
 
 def test_unsupported_or_damaged_inputs_write_nothing(tmp_path: Path) -> None:

@@ -6,11 +6,14 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
+import crosspose
 from crosspose.cli import main
+from crosspose.models.transfer import METADATA_KEY
 from crosspose.testing import REPO, assert_same_training_state, write_tiny_coco
 
 CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
@@ -173,3 +176,19 @@ def test_predict_defaults_to_bf16_only_where_the_cpu_has_bf16_units(monkeypatch:
                             lambda *a, f=flags, **k: hardware.CpuFeatures("cpu", frozenset(f)))
         assert trainer_defaults("predict")["precision"] == expected
         assert trainer_defaults("fit")["precision"] == "32-true"  # training: bf16 only when asked
+
+
+def test_a_slim_network_trains_to_checkpoints_that_inference_loads(tmp_path: Path) -> None:
+    """DeepLabCut 2's TF-slim ResNet as a trained backbone: its checkpoints carry a full model card
+    (input centring without division, any input size) and `crosspose.load` rebuilds it from that card."""
+    data = write_tiny_coco(tmp_path / "d", count=8, seed=1)
+    assert main(["fit", "--model.num_keypoints", "4", "--model.backbone", "slim_resnet_v1_50_c8-2-2-2-2",
+                 "--model.intermediate_supervision", "true", "--model.intermediate_supervision_unit", "2",
+                 "--data.train_file", str(data), "--data.val_file", str(data), "--data.batch_size", "4",
+                 "--trainer.default_root_dir", str(tmp_path / "run"), "--trainer.max_steps", "2", *FAST]) == 0
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    card = torch.load(ckpt, map_location="cpu", weights_only=True)[METADATA_KEY]
+    assert card["std"] == [1.0, 1.0, 1.0] and card["intermediate_supervision_unit"] == 2
+    predictor = crosspose.load(ckpt, device="cpu", scale=1.0)
+    pose = predictor.predict(np.zeros((50, 70, 3), dtype=np.uint8))
+    assert pose.keypoints.shape == (1, 4, 3)

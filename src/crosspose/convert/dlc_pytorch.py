@@ -135,6 +135,7 @@ def convert_dlc_pytorch(snapshot: str | Path, config: str | Path, out: str | Pat
     from lightning import __version__ as lightning_version
 
     from crosspose.models.transfer import METADATA_KEY
+    from crosspose.training.card import describe_module
     from crosspose.training.module import PoseEstimationModule
 
     model = read_dlc_pytorch(snapshot, config)
@@ -146,8 +147,8 @@ def convert_dlc_pytorch(snapshot: str | Path, config: str | Path, out: str | Pat
         raise RuntimeError(f"conversion left {missing or unexpected} unmapped")  # a mapping bug
     ckpt = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
             "pytorch-lightning_version": lightning_version,
-            METADATA_KEY: {"backbone": model.backbone, "num_keypoints": model.num_keypoints,
-                           "keypoint_names": model.keypoint_names, "freeze": "none", "source": str(model.source),
+            # the same model card a trained checkpoint carries (head geometry included), plus provenance
+            METADATA_KEY: {**describe_module(module).to_dict(), "source": str(model.source),
                            "converted_from": "deeplabcut3", "dlc_method": model.method}}
     atomic_torch_save(ckpt, out)  # an OSError names the file; the CLI prints it as one line
     return model

@@ -95,8 +95,13 @@ def geometry_for(card: ModelCard, frame_hw: tuple[int, int], scale: Scale = "fit
     rh, rw = max(1, round(h * s)), max(1, round(w * s))
     m = card.input_multiple
     ph, pw = math.ceil(rh / m) * m, math.ceil(rw / m) * m
-    stride = card.codec.stride
-    return FrameGeometry((h, w), (rh, rw), (ph, pw), (math.ceil(rh / stride), math.ceil(rw / stride)))
+    if card.head_output == "full":  # DeepLabCut 3's heads: (2F + 1) per side, F = the backbone's ceil(n / 16)
+        os_ = card.output_stride
+        map_hw = (2 * math.ceil(ph / os_) + 1, 2 * math.ceil(pw / os_) + 1)
+    else:
+        stride = card.codec.stride
+        map_hw = (math.ceil(rh / stride), math.ceil(rw / stride))
+    return FrameGeometry((h, w), (rh, rw), (ph, pw), map_hw)
 
 
 def decode_batch(codec: HeatmapCodec, geometry: FrameGeometry, heatmap: torch.Tensor,

@@ -58,6 +58,9 @@ class ModelCard:
         mean, std: per-channel RGB normalisation in 0-255 units (the network applies it itself).
         codec: score-map decoding.
         intermediate_supervision: the network has a stage-3 head (changes the state dict).
+        intermediate_supervision_unit: the 1-based stage-3 unit feeding that head (None: the stage's end).
+        head_output: ``same`` (maps twice the feature size) or ``full`` (DeepLabCut 3's uncropped
+            (2H+1) x (2W+1) maps): changes the map geometry, not the state dict.
         output_stride: the backbone's stride; inputs are padded to a multiple of it.
         freeze: frozen part of the backbone during training (kept for ``init_from``).
         named: the names are the data's (False: ``joint_<j>`` stand-ins, stored as null).
@@ -74,6 +77,8 @@ class ModelCard:
     std: tuple[float, float, float] = (58.395, 57.12, 57.375)
     codec: CodecCard = field(default_factory=CodecCard)
     intermediate_supervision: bool = False
+    intermediate_supervision_unit: int | None = None
+    head_output: str = "same"
     output_stride: int = 16
     freeze: str = "none"
     named: bool = True
@@ -82,10 +87,13 @@ class ModelCard:
     def input_multiple(self) -> int:
         """What an input's height and width must be a multiple of.
 
-        The backbone's stride for timm ResNets; 1 for TF-slim ones, which take any size (TensorFlow's
-        "SAME" padding) and whose results padding would change.
+        The backbone's stride for timm ResNets with DeeperCut's cropped heads; 1 for TF-slim ones,
+        which take any size (TensorFlow's "SAME" padding) and whose results padding would change, and
+        for DeepLabCut 3's uncropped heads, which it runs on frames as they are.
         """
-        return 1 if self.backbone.startswith("slim_resnet") else self.output_stride
+        if self.backbone.startswith("slim_resnet") or self.head_output == "full":
+            return 1
+        return self.output_stride
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible dict (lists, not tuples) with ``card_version``."""
@@ -122,6 +130,9 @@ class ModelCard:
                 codec=CodecCard(**{key: codec[key] for key in ("kind", "stride", "radius", "sigma", "locref_std")
                                    if key in codec}),
                 intermediate_supervision=bool(meta.get("intermediate_supervision", False)),
+                intermediate_supervision_unit=(int(meta["intermediate_supervision_unit"])
+                                               if meta.get("intermediate_supervision_unit") is not None else None),
+                head_output=str(meta.get("head_output", "same")),
                 output_stride=int(meta.get("output_stride", 16)),
                 freeze=str(meta.get("freeze", "none")),
                 named=bool(meta.get("keypoint_names")),
