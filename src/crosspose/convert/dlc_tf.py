@@ -231,6 +231,7 @@ def convert_dlc_tf(snapshot: str | Path, out: str | Path, pose_cfg: str | Path |
     from lightning import __version__ as lightning_version
 
     from crosspose.models.transfer import METADATA_KEY
+    from crosspose.training.card import describe_module
     from crosspose.training.module import PoseEstimationModule
 
     model = read_dlc_tf(snapshot, pose_cfg)
@@ -250,7 +251,9 @@ def convert_dlc_tf(snapshot: str | Path, out: str | Path, pose_cfg: str | Path |
         ckpt: dict[str, Any] = {
             "state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
             "pytorch-lightning_version": lightning_version}
-        meta.update(num_keypoints=model.num_keypoints, keypoint_names=model.keypoint_names, freeze="none")
+        # the whole model card, as a training checkpoint has it: inference rebuilds the network from
+        # it alone (the intermediate-supervision head and its unit change the state dict)
+        meta = {**describe_module(module).to_dict(), **meta}
     else:
         ckpt = {"state_dict": {f"net.{k}": v for k, v in model.tensors.items()}}
         meta.update(num_keypoints=0, keypoint_names=None, backbone_only=True)

@@ -57,7 +57,8 @@ def build_network(path: str | Path) -> tuple[PoseNetwork, ModelCard]:
         raise CheckpointError(f"{path}: no crosspose model card in the checkpoint (not saved by crosspose)")
     card = ModelCard.from_dict(meta, str(path))
     net = PoseNetwork(card.num_keypoints, card.backbone, pretrained=False,
-                      intermediate_supervision=card.intermediate_supervision)
+                      intermediate_supervision=card.intermediate_supervision,
+                      intermediate_supervision_unit=card.intermediate_supervision_unit)
     if card.freeze != "none":
         freeze_backbone(net.backbone, card.freeze)  # the frozen layout the weights were saved in
     state = {k.removeprefix("_orig_mod."): v for k, v in state.items()}  # saved from a torch.compile'd net

@@ -136,6 +136,7 @@ class SlimResNetBackbone(nn.Module):
 
     body: SlimResNetV1
     mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, name: str = "slim_resnet_v1_50", pretrained: bool = False, output_stride: int = 16,
                  intermediate_unit: int | None = None) -> None:
@@ -150,6 +151,8 @@ class SlimResNetBackbone(nn.Module):
         self.channels: tuple[int, int] = self.body.channels
         self.intermediate_unit = _check_unit(intermediate_unit, len(self.body.block3), name)
         self.register_buffer("mean", torch.tensor(DLC_MEAN_PIXEL).view(1, 3, 1, 1), persistent=False)
+        # ones: DeepLabCut divides by nothing; kept so the model card states the normalisation as for timm
+        self.register_buffer("std", torch.ones(1, 3, 1, 1), persistent=False)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (or 0-255 float) RGB minus DeepLabCut's mean pixel."""

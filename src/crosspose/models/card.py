@@ -58,6 +58,8 @@ class ModelCard:
         mean, std: per-channel RGB normalisation in 0-255 units (the network applies it itself).
         codec: score-map decoding.
         intermediate_supervision: the network has a stage-3 head (changes the state dict).
+        intermediate_supervision_unit: the stage-3 unit feeding that head (None: the last), e.g.
+            DeepLabCut's ``intermediate_supervision_layer``.
         output_stride: the backbone's stride; inputs are padded to a multiple of it.
         freeze: frozen part of the backbone during training (kept for ``init_from``).
         named: the names are the data's (False: ``joint_<j>`` stand-ins, stored as null).
@@ -74,6 +76,7 @@ class ModelCard:
     std: tuple[float, float, float] = (58.395, 57.12, 57.375)
     codec: CodecCard = field(default_factory=CodecCard)
     intermediate_supervision: bool = False
+    intermediate_supervision_unit: int | None = None
     output_stride: int = 16
     freeze: str = "none"
     named: bool = True
@@ -122,6 +125,8 @@ class ModelCard:
                 codec=CodecCard(**{key: codec[key] for key in ("kind", "stride", "radius", "sigma", "locref_std")
                                    if key in codec}),
                 intermediate_supervision=bool(meta.get("intermediate_supervision", False)),
+                intermediate_supervision_unit=(int(meta["intermediate_supervision_unit"])
+                                               if meta.get("intermediate_supervision_unit") is not None else None),
                 output_stride=int(meta.get("output_stride", 16)),
                 freeze=str(meta.get("freeze", "none")),
                 named=bool(meta.get("keypoint_names")),

@@ -44,6 +44,8 @@ def describe_module(module: Any) -> ModelCard:
         codec=CodecCard(kind=codec.kind, stride=codec.stride, radius=float(codec.radius),
                         sigma=codec.sigma, locref_std=float(codec.locref_std)),
         intermediate_supervision=bool(hp.intermediate_supervision),
+        intermediate_supervision_unit=(int(hp.intermediate_supervision_unit)
+                                       if hp.get("intermediate_supervision_unit") is not None else None),
         freeze=str(hp.freeze),
         named=module.keypoint_names is not None,
     )
