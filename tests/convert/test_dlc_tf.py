@@ -16,6 +16,7 @@ from crosspose.convert.tf_checkpoint import write_tf_checkpoint_v2
 from crosspose.core.errors import CheckpointError, ConfigError, CrossposeError
 from crosspose.core.skeletons import FULL_HUMAN, MPII
 from crosspose.evaluation.score import resolve_joints
+from crosspose.inference.model import build_network
 from crosspose.models.network import PoseNetwork
 from crosspose.testing import TINY_JOINTS, requires_fixture, write_tiny_coco
 from crosspose.training.module import PoseEstimationModule
@@ -94,6 +95,10 @@ def test_a_written_snapshot_converts_to_the_same_network(tmp_path: Path, one_tor
     for key in ("heatmap", "locref", "heatmap_stage3"):
         assert want[key].shape == got[key].shape
         assert torch.allclose(want[key], got[key], atol=1e-5), key
+    inference_net, card = build_network(out)  # what analyze/export rebuild from the model card alone
+    assert card.intermediate_supervision and card.intermediate_supervision_unit == 4
+    with torch.no_grad():
+        assert torch.allclose(inference_net(images)["heatmap_stage3"], want["heatmap_stage3"], atol=1e-5)
 
 
 def test_bad_inputs_raise_one_error_and_write_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

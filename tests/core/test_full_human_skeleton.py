@@ -32,3 +32,12 @@ def test_ordinary_names_are_unchanged() -> None:
     assert canonical_joint_name("Left Eye") == "left_eye"
     assert canonical_joint_name("paw1") == "paw1"  # only DeeperCut's human limb names are numbered sides
     assert canonical_joint_name("hip3") == "hip3"
+
+
+def test_links_are_deeplabcuts_full_human_skeleton() -> None:
+    """DeepLabCut 3.0.2's create_pretrained_project_tensorflow skeleton, written out by name."""
+    dlc = [("ankle1", "knee1"), ("ankle2", "knee2"), ("knee1", "hip1"), ("knee2", "hip2"), ("hip1", "hip2"),
+           ("shoulder1", "shoulder2"), ("shoulder1", "hip1"), ("shoulder2", "hip2"), ("shoulder1", "elbow1"),
+           ("shoulder2", "elbow2"), ("chin", "forehead"), ("elbow1", "wrist1"), ("elbow2", "wrist2")]
+    names = FULL_HUMAN.keypoints
+    assert [(names[a], names[b]) for a, b in FULL_HUMAN.links] == dlc

@@ -12,8 +12,8 @@ import torch
 
 import crosspose
 from crosspose.cli import main
-from crosspose.inference.export import ONNX_TOLERANCE, check_onnx
-from crosspose.testing import write_moving_figure_video, write_tiny_checkpoint
+from crosspose.inference.export import ONNX_TOLERANCE, check_onnx, onnx_differences
+from crosspose.testing import requires_fixture, write_moving_figure_video, write_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +54,58 @@ def test_weights_only_export_drops_training_state_and_predicts_the_same(
     np.testing.assert_array_equal(crosspose.load(slim, device="cpu").predict(images).keypoints,
                                   crosspose.load(checkpoint, device="cpu").predict(images).keypoints)
     assert main(["export", "--model", str(slim), "--format", "ckpt", "--out", str(slim)]) == 2
+
+
+def test_slim_max_pool_exports_tensorflows_padding_for_every_size(tmp_path: Path, one_torch_thread: None) -> None:
+    """TF "SAME" pads an odd input on both sides, an even one after only: the ONNX graph must compute
+    that from the frame size, not keep the traced size's padding (exported at 20x24, run at others)."""
+    import onnxruntime as ort
+    from torch.export import Dim
+
+    from crosspose.models.slim_resnet import SamePadMaxPool, tf_same_padding
+
+    pool = SamePadMaxPool(3, 2).eval()
+    shapes = ({2: Dim("height", min=4), 3: Dim("width", min=4)},)
+    program = torch.onnx.export(pool, (torch.zeros(1, 2, 20, 24),), dynamic_shapes=shapes, dynamo=True,
+                                verbose=False, input_names=["x"], output_names=["y"])
+    path = tmp_path / "pool.onnx"
+    path.write_bytes(program.model_proto.SerializeToString())  # type: ignore[union-attr]
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    for h, w in ((21, 24), (20, 25), (33, 17), (6, 9)):
+        x = rng.normal(size=(1, 2, h, w)).astype(np.float32)
+        top, bottom = tf_same_padding(h, 3, 2)
+        left, right = tf_same_padding(w, 3, 2)
+        padded = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=-np.inf)
+        want = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(2, 3))[:, :, ::2, ::2].max(axis=(-1, -2))
+        (got,) = session.run(["y"], {"x": x})
+        np.testing.assert_array_equal(pool(torch.from_numpy(x)).numpy(), want)
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.slow  # torch.export of a (narrow) 50-layer network: ~40 s of CPU
+def test_onnx_export_of_a_slim_network_is_exact_at_sizes_that_are_not_multiples_of_16(
+        tmp_path: Path, one_torch_thread: None, capsys: pytest.CaptureFixture[str]) -> None:
+    ckpt = write_tiny_checkpoint(tmp_path / "slim.ckpt", backbone="slim_resnet_v1_50_c8-2-2-2-2", input_size=(48, 64))
+    target = tmp_path / "slim.onnx"
+    assert main(["export", "--model", str(ckpt), "--format", "onnx", "--out", str(target)]) == 0
+    printed = float(re.search(r"max abs difference of the maps: (\S+)", capsys.readouterr().out).group(1))
+    assert printed <= ONNX_TOLERANCE
+    diff = check_onnx(ckpt, target, sizes=((2, 61, 90), (1, 82, 47), (1, 33, 35)))  # odd/even, not 48x64
+    print(f"slim network, ONNX Runtime vs PyTorch max abs difference: {diff:.2e}")
+    assert diff <= ONNX_TOLERANCE
+
+
+@pytest.mark.slow
+@requires_fixture("deeplabcut_tf/narrow_resnet_v1_50_17joints")
+def test_onnx_export_of_the_converted_deeplabcut_snapshot(tmp_path: Path, shared_fixtures: Path,
+                                                         one_torch_thread: None) -> None:
+    folder = shared_fixtures / "deeplabcut_tf/narrow_resnet_v1_50_17joints"
+    ckpt, target = tmp_path / "narrow.ckpt", tmp_path / "narrow.onnx"
+    assert main(["convert", "dlc-tf", "--snapshot", str(folder / "snapshot-1000"), "--out", str(ckpt)]) == 0
+    assert main(["export", "--model", str(ckpt), "--format", "onnx", "--out", str(target)]) == 0
+    # the fixture's image size and an odd one; logits at a trained network's scale (tens on random frames),
+    # where float32 rounding alone is ~1e-4 (PyTorch float32 vs float64: ~3e-4): held to 1e-4 of the peak
+    diff, scaled = onnx_differences(ckpt, target, sizes=((1, 225, 400), (1, 171, 203)))
+    print(f"DeepLabCut snapshot, ONNX Runtime vs PyTorch max abs difference: {diff:.2e} (of the peak: {scaled:.2e})")
+    assert scaled <= ONNX_TOLERANCE and diff < 1e-3

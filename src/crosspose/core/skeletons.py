@@ -134,14 +134,18 @@ MACAQUE = Skeleton(
 )
 """MacaquePose: the 17 COCO-order keypoints of the release (COCO's OKS sigmas, as mmpose uses)."""
 
+# Order and skeleton as DeepLabCut 3.0.2 writes them for model="full_human":
+# deeplabcut/create_project/modelzoo.py, create_pretrained_project_tensorflow (config["bodyparts"],
+# config["skeleton"]). "1" = the subject's right is DeeperCut's LSP convention (DeepLabCut only
+# numbers the sides).
 FULL_HUMAN = Skeleton(
     name="full_human",
     keypoints=(
         "ankle1", "knee1", "hip1", "hip2", "knee2", "ankle2",
         "wrist1", "elbow1", "shoulder1", "shoulder2", "elbow2", "wrist2", "chin", "forehead",
     ),
-    links=((0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (6, 7), (7, 8), (8, 9), (9, 10), (10, 11),
-           (2, 8), (3, 9), (8, 12), (9, 12), (12, 13)),
+    links=((0, 1), (5, 4), (1, 2), (4, 3), (2, 3), (8, 9), (8, 2), (9, 3), (8, 7), (9, 10), (12, 13),
+           (7, 6), (10, 11)),
 )
 """DeepLabCut's model-zoo ``full_human`` (DeeperCut's ResNet-101, LSP order; "1" = right)."""
 

@@ -95,11 +95,23 @@ class SamePadMaxPool(nn.Module):
         self.kernel, self.stride = kernel, stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        top, bottom = tf_same_padding(x.shape[-2], self.kernel, self.stride)
-        left, right = tf_same_padding(x.shape[-1], self.kernel, self.stride)
-        if top or bottom or left or right:
-            x = F.pad(x, (left, right, top, bottom), value=float("-inf"))
-        return F.max_pool2d(x, self.kernel, self.stride)
+        if self.kernel < self.stride:  # not slim's pool; the general rule, fixed per traced size
+            top, bottom = tf_same_padding(x.shape[-2], self.kernel, self.stride)
+            left, right = tf_same_padding(x.shape[-1], self.kernel, self.stride)
+        else:  # branch-free: torch.export keeps the padding a function of the frame size (ONNX export)
+            top, bottom = _same_split(x.shape[-2], self.kernel, self.stride)
+            left, right = _same_split(x.shape[-1], self.kernel, self.stride)
+        return F.max_pool2d(F.pad(x, (left, right, top, bottom), value=float("-inf")), self.kernel, self.stride)
+
+
+def _same_split(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """``tf_same_padding`` for kernel >= stride, with no comparison on the size.
+
+    There the total, kernel - stride + (-size mod stride), is never negative, so plain arithmetic
+    gives it and a symbolic size (torch.export) stays symbolic.
+    """
+    total = kernel - stride + (-size) % stride
+    return total // 2, total - total // 2
 
 
 class BottleneckV1(nn.Module):
