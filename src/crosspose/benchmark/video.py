@@ -102,7 +102,7 @@ def write_video(path: Path, frames: int, size: tuple[int, int], fps: int = 30, s
             image = background.copy()
             for (x, y), colour in zip(np.mod(start + i * velocity, (w, h)), colours, strict=True):
                 cv2.circle(image, (int(x), int(y)), min(h, w) // 20, tuple(int(c) for c in colour), -1)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.asarray(image, dtype=np.uint8), format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
@@ -181,6 +181,8 @@ def _with_card(quantized: Path, source: Path) -> Path:
 # ------------------------------------------------------------------------------- one analysis
 def analyze(spec: dict[str, Any]) -> dict[str, Any]:
     """``crosspose analyze`` of the video with one model file and precision; the h5 only (as DeepLabCut)."""
+    import time
+
     import torch
 
     from crosspose.inference.analyze import analyze_input
@@ -189,6 +191,7 @@ def analyze(spec: dict[str, Any]) -> dict[str, Any]:
 
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
+    t0 = time.perf_counter()
     predictor = load(spec["model"], device=spec["device"], scale=1.0, batch_size=spec["batch"])
     if spec["precision"] == "bf16":
         # analyze autocasts to bf16 on a GPU by itself; on the CPU the benchmark asks for it explicitly
@@ -196,8 +199,10 @@ def analyze(spec: dict[str, Any]) -> dict[str, Any]:
     out_dir = Path(spec["out"])
     report = analyze_input(predictor, resolve_inputs([spec["video"]])[0], out_dir, formats=("h5",),
                            batch_size=spec["batch"])
+    total = time.perf_counter() - t0
     times = report.times.as_dict()
-    return {"times": times, "h5": str(report.outputs[0]), "backend": predictor.backend.name,
+    return {"times": times, "total_seconds": total,
+            "frames_per_s_whole_call": report.times.frames / total if total > 0 else None, "h5": str(report.outputs[0]), "backend": predictor.backend.name,
             "threads": torch.get_num_threads(), **summarise_analysis(times, int(report.times.frames))}
 
 
