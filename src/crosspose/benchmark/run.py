@@ -9,7 +9,11 @@ from random weights:
 * DeepLabCut 3.0.2's PyTorch engine (its ``resnet_50`` single-animal model), training through
   ``deeplabcut.train_network`` and inference through its pose inference runner. DeepLabCut lives
   in its own virtual environment, created on first use (``--dlc-venv``), and is driven by
-  :mod:`crosspose.benchmark.dlc_side`, a standalone script that its Python runs.
+  :mod:`crosspose.benchmark.dlc_side`, a standalone script that its Python runs;
+* video analysis (:mod:`crosspose.benchmark.video`): ``crosspose analyze`` (PyTorch fp32 and bf16,
+  ONNX Runtime fp32 and int8) and DeepLabCut's ``analyze_videos`` on the same synthetic 640x480
+  video (``--video-frames``, ``--video-size``), frames/s, crosspose's time per stage, and each
+  tool's ``.h5`` read back (one row per frame).
 
 Every measurement runs in a child process of its own, so the peak memory of one phase (resident
 set of the child and its data-loader workers, sampled; ``torch.cuda.max_memory_allocated`` on a
