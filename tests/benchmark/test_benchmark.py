@@ -61,7 +61,7 @@ def test_dlc_constraints_drop_only_clashing_pins(tmp_path: Path) -> None:
 
 
 TINY = ["--backbone", "resnet18", "--size", "32", "--batch", "2", "--images", "4", "--warmup", "1",
-        "--repeats", "1", "--steps", "1", "--workers", "0", "--device", "cpu"]
+        "--repeats", "1", "--steps", "1", "--workers", "0", "--device", "cpu", "--video-frames", "0"]
 
 
 def test_crosspose_side_runs_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -90,6 +90,9 @@ def test_crosspose_side_runs_and_reports(tmp_path: Path, capsys: pytest.CaptureF
     assert "train" not in report["crosspose"]["bf16"]
     assert report["machine"]["cpu_flags"] == ["avx2"]
     assert "not supported on this CPU (no avx512_bf16" in text and "flags for reduced precision: avx2" in text
+    assert "(absent: avx512_bf16 amx_bf16 amx_int8 amx_tile avx512_vnni avx_vnni avx512f)" in text
+    loader = cp["train"]["loader_cpu"]
+    assert loader["images"] >= 4 and loader["skipped_batches"] == 2 and loader["cpu_s_per_image"] > 0
     assert "training: model step alone" in text and "Machine:" in text and "164,000" in text
     assert "GPU on paper" in text and "Where crosspose's training memory goes" in text
     assert format_report(report) in text

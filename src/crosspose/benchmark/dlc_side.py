@@ -13,6 +13,10 @@ Phases:
              enough epochs to run STEPS steps; the start time and batch size of every step.
     infer    WORK IMAGES BATCH DEVICE REPEATS: DeepLabCut's pose inference runner over the image
              folder, REPEATS passes, wall time of each.
+    analyze  WORK VIDEO BATCH DEVICE TIMM_NAME DEST: ``deeplabcut.analyze_videos`` of VIDEO into DEST
+             with the snapshot the train phase left (or, when there is none for TIMM_NAME, one saved
+             from DeepLabCut's own randomly initialised model); the time of its frames loop, the whole
+             call, and the ``.h5`` it wrote.
 """
 
 from __future__ import annotations
@@ -178,6 +182,77 @@ def infer(work: str, images: str, batch: int, device: str, repeats: int) -> dict
     }
 
 
+def _model_folder(config: str) -> str:
+    found = glob.glob(os.path.join(os.path.dirname(config), "dlc-models-pytorch", "**", "train"), recursive=True)
+    if not found:
+        raise SystemExit("no DeepLabCut model folder: run the prepare phase first")
+    return found[0]
+
+
+def _snapshot_for(folder: str, backbone: str) -> str:
+    """A snapshot of ``backbone`` in ``folder``: the trained one when it fits, else one saved from a fresh model.
+
+    analyze_videos refuses to run without a snapshot file. The train phase leaves one for the
+    backbone it trained last; when that is another backbone (or training failed), DeepLabCut's own
+    model, built from the same pytorch_config.yaml with random weights, is saved in its place.
+    """
+    import torch
+    from deeplabcut.pose_estimation_pytorch.models import PoseModel
+    from deeplabcut.utils import auxiliaryfunctions
+
+    cfg_path = os.path.join(folder, "pytorch_config.yaml")
+    cfg = auxiliaryfunctions.read_plainconfig(cfg_path)
+    if cfg["model"]["backbone"].get("model_name") != backbone:
+        cfg["model"]["backbone"]["model_name"] = backbone
+        auxiliaryfunctions.write_plainconfig(cfg_path, cfg)
+    torch.manual_seed(0)
+    model = PoseModel.build(cfg["model"], pretrained_backbone=False)
+    snapshots = sorted(glob.glob(os.path.join(folder, "snapshot-*.pt")))
+    for path in snapshots:
+        try:
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
+            return path
+        except (RuntimeError, KeyError):
+            continue
+    for path in snapshots:  # another backbone's weights: analyze_videos would pick them up and fail
+        os.remove(path)
+    path = os.path.join(folder, "snapshot-000.pt")
+    torch.save({"model": model.state_dict(), "metadata": {"epoch": 0}}, path)
+    return path
+
+
+def analyze(work: str, video: str, batch: int, device: str, backbone: str, dest: str) -> dict:
+    """Time ``deeplabcut.analyze_videos`` on the video (a fresh DEST, so nothing is skipped as done)."""
+    import deeplabcut
+    import torch
+    from deeplabcut.pose_estimation_pytorch.apis import videos as dlc_videos
+
+    _offline_random_weights()
+    config = _project(work)
+    snapshot = _snapshot_for(_model_folder(config), backbone)
+    loop: list[float] = []
+    original = dlc_videos.video_inference
+
+    def timed(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        t0 = time.perf_counter()
+        out = original(*args, **kwargs)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        loop.append(time.perf_counter() - t0)
+        return out
+
+    dlc_videos.video_inference = timed
+    os.makedirs(dest, exist_ok=True)
+    t0 = time.perf_counter()
+    deeplabcut.analyze_videos(config, [video], shuffle=1, batch_size=batch, device=device, destfolder=dest,
+                              save_as_csv=False, auto_track=False)
+    total = time.perf_counter() - t0
+    h5 = sorted(glob.glob(os.path.join(dest, "*.h5")))
+    return {"loop_seconds": loop[0] if loop else None, "total_seconds": total, "h5": h5[0] if h5 else None,
+            "snapshot": snapshot, "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "deeplabcut": deeplabcut.__version__}
+
+
 def main(argv: list[str]) -> int:
     """Run one phase and print its JSON result last."""
     phase, work = argv[0], argv[1]
@@ -188,6 +263,8 @@ def main(argv: list[str]) -> int:
                        argv[6] if len(argv) > 6 and argv[6] else None)
     elif phase == "infer":
         result = infer(work, argv[2], int(argv[3]), argv[4], int(argv[5]))
+    elif phase == "analyze":
+        result = analyze(work, argv[2], int(argv[3]), argv[4], argv[5], argv[6])
     else:
         raise SystemExit(f"unknown phase {phase!r}")
     print(json.dumps(result))

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DLC_VERSION", "H100_BF16_TFLOPS", "PAPER_STEPS", "bottleneck_note", "format_report", "gpu_on_paper"]
+from crosspose.core.hardware import REDUCED_PRECISION_FLAGS
+
+__all__ = ["DLC_VERSION", "H100_BF16_TFLOPS", "PAPER_STEPS", "bottleneck_note", "format_report", "gpu_on_paper",
+           "video_table"]
 
 DLC_VERSION = "3.0.2"
 PAPER_STEPS = 164_000
@@ -99,6 +102,7 @@ def format_report(report: dict[str, Any]) -> str:
             lines.append(f"| crosspose | {_backbone(s['backbone'])} | int8 (ONNX Runtime, static QDQ) | | "
                          f"{_fmt(_rate(r, 'ort_int8', 'whole', 'images_per_s'))} | | |")
     lines += ["", *margins(report)]
+    lines += ["", *video_table(report)]
     lines += ["", *precision_table(report, support)]
     lines += ["", *memory_table(cp.get("fp32") or {})]
     main = (cp.get("fp32") or {}).get("train") or {}
@@ -112,8 +116,11 @@ def format_report(report: dict[str, Any]) -> str:
                   f"throughput: {hours:,.1f} h ({hours / 24:.1f} days) on this {'GPU' if gpu else 'CPU'}."]
     gpu_txt = f", GPU {m['gpu']}" if m.get("gpu") else ""
     dlc_torch = next((r.get("train", {}).get("torch") for _, r in _dlc_rows(dlc) if r.get("train")), "n/a")
+    flags = m.get("cpu_flags") or []
+    absent = [f for f in REDUCED_PRECISION_FLAGS if f not in flags]
     lines += ["", f"Machine: {m['cpu']}, {m['cores']} cores{gpu_txt}; CPU flags for reduced precision: "
-              f"{' '.join(m.get('cpu_flags') or []) or 'none'} (torch kernels: {m.get('torch_capability', 'n/a')}); "
+              f"{' '.join(flags) or 'none'}{' (absent: ' + ' '.join(absent) + ')' if absent else ''} "
+              f"(torch kernels: {m.get('torch_capability', 'n/a')}); "
               f"torch {m['torch']} ({main.get('threads', m['torch_threads'])} intra-op threads), channels_last "
               f"{s['channels_last']}, compile {s['compile']}, {s['workers']} loader workers; DeepLabCut torch "
               f"{dlc_torch}; load average before {_load(m.get('load_average'))}, after "
@@ -180,6 +187,62 @@ def precision_table(report: dict[str, Any], support: dict[str, str | None]) -> l
     return lines
 
 
+def _shares(row: dict[str, Any]) -> str:
+    sh = row.get("shares") or {}
+    return " / ".join(f"{100 * sh[k]:.0f}" if k in sh else "n/a"
+                      for k in ("decode", "resize", "network", "decode_maps", "write", "wait_for_frames"))
+
+
+def _h5(row: dict[str, Any]) -> str:
+    return row.get("h5_check") or "not read"
+
+
+def video_table(report: dict[str, Any]) -> list[str]:
+    """The video row: frames/s of both tools on one video, crosspose's stages, memory, accuracy cost."""
+    video = report.get("video")
+    if not video:
+        return []
+    s, prep = report["settings"], video.get("prepare") or {}
+    h, w = s.get("video_size") or ("?", "?")
+    title = (f"### Video analysis: {s.get('video_frames')} frames of {w}x{h}, batch {s['batch']}, native "
+             "resolution, one cold run per row (frames/s of the frames loop; whole call: model load + writing too)")
+    if prep.get("error"):
+        return [title, "", f"video row not run: preparing the video and models failed ({prep['error']})"]
+    lines = [title, "", "| tool | model | frames/s | whole call | vs DLC `resnet50` / `resnet50_gn` | crosspose "
+             "stages, % of the time: decode / resize / network / decode maps / write / waiting for frames | "
+             "peak memory | keypoints vs crosspose fp32 (px, mean / median) | .h5 rows |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    dlc = {name: (run.get("analyze") or {}) for name, run in _dlc_rows(report.get("deeplabcut", {}))}
+    base = [_rate(dlc.get(n), "frames_per_s") for n in ("resnet50", "resnet50_gn")]
+    for name, row in dlc.items():
+        if not row.get("frames_per_s"):
+            reason = row.get("error") or (report["deeplabcut"][name].get("reason") or "not run")
+            lines.append(f"| DeepLabCut {DLC_VERSION} `analyze_videos` | {_backbone(name)} | {reason} | | | | | | |")
+            continue
+        lines.append(f"| DeepLabCut {DLC_VERSION} `analyze_videos` | {_backbone(name)}, fp32 | "
+                     f"{_fmt(row['frames_per_s'])} | {_fmt(row.get('frames_per_s_whole_call'))} | | | "
+                     f"{_memory(row)} | | {_h5(row)} |")
+    for name, row in (video.get("crosspose") or {}).items():
+        label = f"{_backbone(s['backbone'])}, {name}"
+        if row.get("unsupported") or row.get("error"):
+            lines.append(f"| crosspose analyze | {label} | {row.get('unsupported') or row.get('error')} | | | | | | |")
+            continue
+        rate = row.get("frames_per_s")
+        diff = row.get("vs_reference") or {}
+        lines.append(f"| crosspose analyze | {label} | {_fmt(rate)} | {_fmt(row.get('frames_per_s_whole_call'))} | "
+                     f"{_ratio(rate, base[0])} / {_ratio(rate, base[1])} | {_shares(row)} | {_memory(row)} | "
+                     f"{(_fmt(diff.get('px_mean')) + ' / ' + _fmt(diff.get('px_median'))) if diff else 'reference'}"
+                     f" | {_h5(row)} |")
+    lines += ["", "Decoding and resizing run in a background thread beside the network, so the stage shares can "
+              "sum past 100 %; 'waiting for frames' is the decoding the network did not hide. Keypoint distances "
+              "of a random-weight network are a worst case (flat score maps: a rounding flips the arg-max); "
+              "--accuracy-checkpoint gives a trained network's cost."]
+    if prep.get("quantize"):
+        lines.append(f"int8: calibrated on {prep['quantize']['calibration_images']} frames of the video "
+                     f"({prep.get('quantize_seconds', 0):.0f} s), as `crosspose quantize` does on a user's frames.")
+    return lines
+
+
 def memory_table(run: dict[str, Any]) -> list[str]:
     """Where the training peak goes: main-process stages and each process of the tree."""
     train = run.get("train") or {}
@@ -221,11 +284,13 @@ def gpu_on_paper(train: dict[str, Any], batch: int) -> list[str]:
     if not flops:
         return []
     cpu = train.get("loader_cpu_s_per_image")
+    loader = train.get("loader_cpu") or {}
     lines = [f"### GPU on paper (H100 SXM, {H100_BF16_TFLOPS:.0f} TFLOP/s dense bf16)", "",
              f"{flops / 1e9:.1f} GFLOP per image per training step (forward + backward), "
              f"{(train.get('infer_flops_per_image') or 0) / 1e9:.1f} GFLOP per image forward"
-             + (f"; the data pipeline costs {1000 * cpu:.1f} CPU-ms per image (decode, warp, photometrics)"
-                if cpu else "") + f"; achieved here {1000 * (train.get('achieved_tflops') or 0):,.1f} GFLOP/s"
+             + (f"; the data pipeline costs {1000 * cpu:.1f} CPU-ms per image (decode, warp, photometrics, "
+                f"collate; steady state: one worker's settings, first {loader.get('skipped_batches')} batches "
+                f"dropped, {loader.get('images')} images timed, no worker start-up)" if cpu else "") + f"; achieved here {1000 * (train.get('achieved_tflops') or 0):,.1f} GFLOP/s"
              + (f", {100 * train['fraction_of_peak']:.1f} % of the {train['peak_bf16_tflops']:.0f} TFLOP/s bf16 peak"
                 if train.get("fraction_of_peak") is not None else "") + ".", "",
              "| share of bf16 peak | training images/s | loader cores to keep up | paper fine-tune "

@@ -9,7 +9,11 @@ from random weights:
 * DeepLabCut 3.0.2's PyTorch engine (its ``resnet_50`` single-animal model), training through
   ``deeplabcut.train_network`` and inference through its pose inference runner. DeepLabCut lives
   in its own virtual environment, created on first use (``--dlc-venv``), and is driven by
-  :mod:`crosspose.benchmark.dlc_side`, a standalone script that its Python runs.
+  :mod:`crosspose.benchmark.dlc_side`, a standalone script that its Python runs;
+* video analysis (:mod:`crosspose.benchmark.video`): ``crosspose analyze`` (PyTorch fp32 and bf16,
+  ONNX Runtime fp32 and int8) and DeepLabCut's ``analyze_videos`` on the same synthetic 640x480
+  video (``--video-frames``, ``--video-size``), frames/s, crosspose's time per stage, and each
+  tool's ``.h5`` read back (one row per frame).
 
 Every measurement runs in a child process of its own, so the peak memory of one phase (resident
 set of the child and its data-loader workers, sampled; ``torch.cuda.max_memory_allocated`` on a
@@ -25,6 +29,7 @@ import itertools
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -35,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from crosspose.benchmark.report import DLC_VERSION, PAPER_STEPS, format_report
+from crosspose.benchmark.video import check_outputs, prepare_video, video_rows
 from crosspose.core.errors import ConfigError
 from crosspose.core.io import atomic_path, atomic_write_text
 
@@ -315,6 +321,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="a trained checkpoint: accuracy cost of bf16/int8 (px vs fp32, PCKh) on --accuracy-data")
     parser.add_argument("--accuracy-data", default=None, help="COCO test file for --accuracy-checkpoint")
     parser.add_argument("--accuracy-size", type=int, default=256, help="input size of that checkpoint (256)")
+    parser.add_argument("--video-frames", type=int, default=300,
+                        help="frames of the synthetic video both tools analyse (300; 0 skips the video row)")
+    parser.add_argument("--video-size", default="640x480", help="video frame size WxH (640x480)")
+    parser.add_argument("--calibration-frames", type=int, default=8,
+                        help="video frames the int8 model is calibrated on (8)")
     parser.add_argument("--skip-dlc", action="store_true", help="crosspose only")
     parser.add_argument("--skip-crosspose", action="store_true", help="DeepLabCut only (a re-run under other load)")
     parser.add_argument("--dlc-venv", default=".bench/dlc-venv", help="DeepLabCut's own environment")
@@ -339,6 +350,13 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f"--size must be a positive multiple of 16, got {args.size}")
     if args.batch <= 0 or args.images < args.batch:
         raise ConfigError(f"--images ({args.images}) must be at least --batch ({args.batch}) > 0")
+    try:
+        vw, vh = (int(v) for v in args.video_size.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--video-size must be WxH (e.g. 640x480), got {args.video_size!r}") from None
+    if args.video_frames < 0 or vw <= 0 or vh <= 0 or vw % 16 or vh % 16:
+        raise ConfigError(f"--video-size sides must be positive multiples of 16 and --video-frames >= 0, got "
+                          f"{args.video_size}, {args.video_frames}")
     gpu = device.startswith("cuda")
     precision = args.precision if args.precision != "auto" else ("bf16" if gpu else "32")
     return {
@@ -347,6 +365,7 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
         "channels_last": args.channels_last if args.channels_last is not None else True,
         "compile": bool(args.compile), "workers": args.workers if args.workers is not None else (4 if gpu else 2),
         "threads": args.threads, "warmup": args.warmup, "repeats": args.repeats, "steps": args.steps,
+        "video_frames": args.video_frames, "video_size": [vh, vw], "calibration_frames": args.calibration_frames,
     }
 
 
@@ -380,6 +399,14 @@ def run(args: argparse.Namespace) -> int:
 
             atomic_write_json(args.json, report, indent=2)
 
+    if spec["video_frames"]:
+        print("[benchmark] video row: writing the video and the models ...", file=sys.stderr, flush=True)
+        int8 = "int8" in args.precisions.split(",") and not report["precision_support"].get("int8")
+        prepared = prepare_video(spec, work / "video", int8, args.timeout)
+        report["video"] = {"prepare": prepared, "crosspose": {}}
+        if "error" not in prepared:
+            spec["video"] = prepared["video"]
+        save()
     # DeepLabCut first: its install, when needed, is the slow part and needs nothing from crosspose
     for backbone in [] if args.skip_dlc else [b for b in args.dlc_backbones.split(",") if b]:
         report["deeplabcut"][backbone] = run_deeplabcut(args, spec, work, backbone)
@@ -388,6 +415,12 @@ def run(args: argparse.Namespace) -> int:
         report["deeplabcut"]["skipped"] = {"available": False, "reason": "skipped (--skip-dlc)"}
     if not args.skip_crosspose:
         run_crosspose(spec, args, report, save)
+        if spec.get("video"):
+            report["video"]["crosspose"] = video_rows(spec, report["video"]["prepare"], report["precision_support"],
+                                                      [p for p in args.precisions.split(",") if p], args.timeout)
+    if spec.get("video"):
+        check_outputs({name: r.get("analyze") or {} for name, r in report["deeplabcut"].items()
+                       if isinstance(r, dict)}, spec["video_frames"], reference=None)
     report["machine"]["load_average_after"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     add_flop_fractions(report, args.peak_tflops)
     save()
@@ -572,6 +605,11 @@ def run_deeplabcut(args: argparse.Namespace, spec: dict[str, Any], work: Path, b
     phases = [("prepare", [str(project), spec["folder"], str(spec["size"])]),
               ("train", [str(project), str(steps), str(b), str(spec["size"]), device, backbone]),
               ("infer", [str(project), spec["folder"], str(b), device, str(1 + spec["repeats"])])]
+    if spec.get("video"):
+        dest = work / "video" / f"dlc-{backbone}"
+        if dest.is_dir():  # analyze_videos skips a video whose output exists
+            shutil.rmtree(dest)
+        phases.append(("analyze", [str(project), spec["video"], str(b), device, backbone, str(dest)]))
     if list(project.glob("bench-*/config.yaml")):
         phases = phases[1:]
     for phase, extra in phases:
@@ -581,7 +619,9 @@ def run_deeplabcut(args: argparse.Namespace, spec: dict[str, Any], work: Path, b
         if result is None:
             out.update(available=phase != "prepare" and out.get("train") is not None,
                        reason=f"{phase} failed: {error}")
-            if phase != "infer":
+            if phase == "analyze":
+                out["analyze"] = {"error": error}
+            elif phase != "infer":
                 out["available"] = False
                 break
             continue
@@ -592,6 +632,10 @@ def run_deeplabcut(args: argparse.Namespace, spec: dict[str, Any], work: Path, b
                                                 result.pop("step_images"), spec["warmup"], spec["repeats"])
         elif phase == "infer":
             result["summary"] = summarise_passes(result["pass_seconds"], result["images"])
+        elif phase == "analyze":
+            loop, frames = result.get("loop_seconds"), spec["video_frames"]
+            result.update(frames=frames, frames_per_s=frames / loop if loop else None,
+                          frames_per_s_whole_call=frames / result["total_seconds"])
         out[phase] = result
     return out
 
