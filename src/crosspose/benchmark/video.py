@@ -157,25 +157,8 @@ def prepare(spec: dict[str, Any]) -> dict[str, Any]:
         out["quantize"] = quantize_onnx(out["onnx_fp32"], calib, work / "model-int8.onnx", input_size=(h, w),
                                         calibration_images=spec.get("calibration_frames", 8))
         out["quantize_seconds"] = time.perf_counter() - t0
-        out["onnx_int8"] = str(_with_card(work / "model-int8.onnx", Path(out["onnx_fp32"])))
+        out["onnx_int8"] = out["quantize"]["out"]  # with the model card: quantize copies it across
     return out
-
-
-def _with_card(quantized: Path, source: Path) -> Path:
-    """Copy the model card into the int8 model when ONNX Runtime's quantiser dropped it (it keeps no metadata)."""
-    import onnx
-
-    from crosspose.core.io import atomic_write_bytes
-
-    q, src = onnx.load(str(quantized)), onnx.load(str(source), load_external_data=False)
-    have = {p.key for p in q.metadata_props}
-    missing = [p for p in src.metadata_props if p.key not in have]
-    if missing:
-        for p in missing:
-            entry = q.metadata_props.add()
-            entry.key, entry.value = p.key, p.value
-        atomic_write_bytes(quantized, q.SerializeToString())
-    return quantized
 
 
 # ------------------------------------------------------------------------------- one analysis
@@ -192,10 +175,9 @@ def analyze(spec: dict[str, Any]) -> dict[str, Any]:
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
     t0 = time.perf_counter()
-    predictor = load(spec["model"], device=spec["device"], scale=1.0, batch_size=spec["batch"])
-    if spec["precision"] == "bf16":
-        # analyze autocasts to bf16 on a GPU by itself; on the CPU the benchmark asks for it explicitly
-        predictor.backend.autocast_dtype = torch.bfloat16  # type: ignore[attr-defined]
+    # each row names its precision (fp32 / bf16 / int8), as `crosspose analyze --precision` does
+    predictor = load(spec["model"], device=spec["device"], scale=1.0, batch_size=spec["batch"],
+                     precision=spec["precision"])
     out_dir = Path(spec["out"])
     report = analyze_input(predictor, resolve_inputs([spec["video"]])[0], out_dir, formats=("h5",),
                            batch_size=spec["batch"])
@@ -203,6 +185,7 @@ def analyze(spec: dict[str, Any]) -> dict[str, Any]:
     times = report.times.as_dict()
     return {"times": times, "total_seconds": total,
             "frames_per_s_whole_call": report.times.frames / total if total > 0 else None, "h5": str(report.outputs[0]), "backend": predictor.backend.name,
+            "precision": predictor.backend.precision.precision,
             "threads": torch.get_num_threads(), **summarise_analysis(times, int(report.times.frames))}
 
 

@@ -10,6 +10,10 @@ filtering); with ``--format nwb``, ``<stem>.nwb`` (NWB with ndx-pose); with ``--
 ``<stem>_trajectories.png`` (x and y of every joint over the frames).
 Every input is checked before the first is analysed; every file is written atomically.
 
+``--precision auto`` (the default) runs a checkpoint under bf16 autocast on a GPU with bf16 and on
+a CPU that reports bf16 units (AVX512-BF16, AMX), fp32 elsewhere; an ``.onnx`` model runs in its own
+precision (an int8 one from ``crosspose quantize``). The choice and its reason are printed.
+
 Example:
     crosspose analyze --model runs/reach/checkpoints/best.ckpt session1.mp4 frames/ --out analysed \\
         --labeled-video --pcutoff 0.6 --filter median --filter-window 5
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from crosspose.core.errors import ConfigError
+from crosspose.inference.model import PRECISIONS
 from crosspose.inference.predictor import Predictor, load
 from crosspose.inference.results import PoseSequence, smooth
 from crosspose.inference.sources import InputSource, StageTimes, resolve_inputs
@@ -94,14 +99,16 @@ def analyze_input(predictor: Predictor, source: InputSource, out_dir: Path, form
 
 
 def analyze_video(model: str | Path | Predictor, video: str | Path, out_dir: str | Path,
-                  **options: Any) -> AnalysisReport:
+                  precision: str = "auto", **options: Any) -> AnalysisReport:
     """Analyse one video (or folder/image) with a checkpoint, ``.onnx`` or loaded Predictor.
+
+    ``precision`` applies when ``model`` is a file (see :func:`crosspose.inference.predictor.load`).
 
     ``options`` are :func:`analyze_input`'s (formats, labeled_video, pcutoff, filter, batch_size ...);
     ``report.times`` holds frames/s and the seconds spent decoding, resizing, in the network,
     decoding maps and writing (for ``crosspose benchmark``).
     """
-    predictor = model if isinstance(model, Predictor) else load(model)
+    predictor = model if isinstance(model, Predictor) else load(model, precision=precision)
     return analyze_input(predictor, resolve_inputs([video])[0], Path(out_dir), **options)
 
 
@@ -135,6 +142,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--filter-window", type=int, default=5, help="filter length in frames, odd (default 5)")
     parser.add_argument("--batch-size", type=int, default=8, help="frames per network call (default 8)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: the GPU if there is one)")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="arithmetic of a .ckpt model: auto (default) = bf16 autocast on a GPU with bf16 "
+                             "(fp16 without) and on a CPU that reports bf16 units (avx512_bf16 / amx_bf16), "
+                             "fp32 otherwise; fp32; bf16 (refused on a CPU without bf16 units: emulated bf16 "
+                             "is slower than fp32); fp16 (GPU). An .onnx model runs in its own precision "
+                             "(fp32 from export, int8 from crosspose quantize): auto, or that precision. "
+                             "Maps are decoded in fp32 either way; the choice and why is printed")
     parser.add_argument("--scale", default="fit",
                         help="'fit' (frames scaled to the training input size; default) or a resize factor "
                              "(1 = native resolution, for networks trained on whole frames)")
@@ -164,9 +178,11 @@ def run(args: argparse.Namespace) -> int:
     scale = _scale(args.scale)
     if args.out.exists() and not args.out.is_dir():
         raise ConfigError(f"--out {args.out} is a file; give a folder for the outputs")
-    predictor = load(args.model, device=args.device, scale=scale, batch_size=args.batch_size)
+    predictor = load(args.model, device=args.device, scale=scale, batch_size=args.batch_size,
+                     precision=args.precision)
     sources = resolve_inputs(args.inputs)  # every input checked before anything is written
     print(predictor)
+    print(predictor.backend.precision.describe())
     for source in sources:
         report = analyze_input(predictor, source, args.out, formats, args.labeled_video, args.pcutoff,
                                args.filter, args.filter_window, progress=True, plot=args.plot)

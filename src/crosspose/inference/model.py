@@ -1,5 +1,11 @@
 """A trained network ready to run: a crosspose checkpoint (PyTorch) or an exported ``.onnx`` (ONNX Runtime).
 
+The arithmetic precision is chosen once, when the model is opened (:func:`choose_precision`):
+``auto`` is bf16 autocast on a GPU with bf16 (fp16 on one without) and on a CPU whose reported
+features include bf16 units (AVX512-BF16 or AMX; :mod:`crosspose.core.hardware`), fp32 otherwise. An
+``.onnx`` model runs in its own precision (fp32 from ``crosspose export``, int8 from
+``crosspose quantize``). Maps are always returned, and decoded, in fp32.
+
 Both backends take a batch of RGB frames as a uint8 tensor (B, H, W, 3) with H and W multiples of
 the output stride and return the raw head outputs (heatmap (B, K, H/8, W/8), locref (B, 2K, ...)) as
 float32 CPU tensors; everything around them (resizing, padding, decoding) is shared.
@@ -8,22 +14,115 @@ float32 CPU tensors; everything around them (resizing, padding, decoding) is sha
 from __future__ import annotations
 
 import contextlib
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import torch
 
+from crosspose.core import hardware
 from crosspose.core.errors import CheckpointError, ConfigError
+from crosspose.inference.quantize import ONNX_PRECISION_KEY
 from crosspose.models.card import ModelCard
 from crosspose.models.freeze import freeze_backbone
 from crosspose.models.inference import inference_copy
 from crosspose.models.network import PoseNetwork
 from crosspose.models.transfer import read_checkpoint
 
-__all__ = ["ONNX_CARD_KEY", "Backend", "OnnxBackend", "TorchBackend", "build_network", "open_backend"]
+__all__ = ["ONNX_CARD_KEY", "PRECISIONS", "Backend", "OnnxBackend", "PrecisionChoice", "TorchBackend",
+           "build_network", "choose_precision", "open_backend"]
+
+log = logging.getLogger(__name__)
 
 ONNX_CARD_KEY = "crosspose_card"
 """The ONNX ``metadata_props`` entry holding the model card as JSON."""
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+"""What ``--precision`` / ``precision=`` accept (fp16: GPUs only; int8: a quantised ``.onnx`` only)."""
+_AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """The precision a model runs in, and why (one phrase, printed by ``crosspose analyze``).
+
+    Attributes:
+        precision: ``fp32``, ``bf16``, ``fp16`` or ``int8``.
+        reason: why it was chosen, e.g. ``"auto: CPU has avx512_bf16"``.
+    """
+
+    precision: str
+    reason: str
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        """The autocast dtype of a PyTorch model (None: plain fp32)."""
+        return _AUTOCAST.get(self.precision)
+
+    def describe(self) -> str:
+        """One line: ``precision: bf16 (auto: CPU has avx512_bf16)``."""
+        return f"precision: {self.precision} ({self.reason})"
+
+
+def _bf16_flags(features: hardware.CpuFeatures) -> str:
+    return " ".join(f for f in ("avx512_bf16", "amx_bf16") if f in features.flags)
+
+
+def choose_precision(requested: str, device: torch.device, onnx_precision: str | None = None) -> PrecisionChoice:
+    """The precision a model runs in on ``device`` for ``requested`` (one of :data:`PRECISIONS`).
+
+    Args:
+        requested: ``auto`` (see the module docstring), or a precision asked for explicitly.
+        device: where the model runs.
+        onnx_precision: the precision of an ``.onnx`` file (``fp32`` or ``int8``); None for a checkpoint.
+
+    Returns the choice and its reason. Raises ConfigError for a precision this device or file cannot
+    run natively (bf16 on a CPU without bf16 units is refused, not emulated: emulation is slower than fp32).
+    """
+    if requested not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
+    if onnx_precision is not None:  # an exported file: its arithmetic is fixed in the graph
+        if requested in ("auto", onnx_precision):
+            why = "quantised by crosspose quantize" if onnx_precision == "int8" else "exported fp32"
+            if onnx_precision == "int8" and device.type == "cpu" and not hardware.read_cpu_features().int8_units:
+                why += "; this CPU has no avx512_vnni / avx_vnni / amx_int8, int8 may be no faster than fp32"
+            return PrecisionChoice(onnx_precision, f"the .onnx file's own: {why}")
+        other = ("export the checkpoint again (crosspose export --format onnx) for fp32" if onnx_precision == "int8"
+                 else "bf16/fp16 run from the .ckpt checkpoint; int8 from crosspose quantize")
+        raise ConfigError(f"--precision {requested}: this .onnx model is {onnx_precision} and runs only in that "
+                          f"precision; use --precision auto ({other})")
+    if requested == "int8":
+        raise ConfigError("--precision int8 needs an int8 .onnx model: crosspose export --format onnx, then "
+                          "crosspose quantize --onnx model.onnx --images FRAMES --out model.int8.onnx")
+    if requested == "fp32":
+        return PrecisionChoice("fp32", "asked for")
+    if device.type == "cuda":
+        bf16 = torch.cuda.is_bf16_supported()
+        if requested == "auto":
+            return (PrecisionChoice("bf16", "auto: GPU has bf16") if bf16
+                    else PrecisionChoice("fp16", "auto: GPU has no bf16"))
+        if requested == "bf16" and not bf16:
+            raise ConfigError("--precision bf16: this GPU has no bf16; use fp16, fp32 or auto")
+        return PrecisionChoice(requested, "asked for")
+    if device.type != "cpu":
+        if requested == "auto":
+            return PrecisionChoice("fp32", f"auto: reduced precision is only chosen on CPUs and CUDA GPUs, "
+                                           f"not {device.type}")
+        raise ConfigError(f"--precision {requested}: supported on CPUs and CUDA GPUs, not {device.type}")
+    if requested == "fp16":
+        raise ConfigError("--precision fp16 is a GPU precision; on a CPU use bf16 (where it has bf16 units), "
+                          "fp32 or auto")
+    features = hardware.read_cpu_features()
+    missing = hardware.precision_support(features, "cpu")["bf16"]
+    if requested == "bf16":
+        if missing is not None:
+            raise ConfigError(f"--precision bf16: {missing}: {features.describe()}; bf16 would be emulated, "
+                              "slower than fp32 (use fp32 or auto)")
+        return PrecisionChoice("bf16", f"asked for; CPU has {_bf16_flags(features)}")
+    if hardware.choose_inference_precision(features, "cpu") == "bf16":
+        return PrecisionChoice("bf16", f"auto: CPU has {_bf16_flags(features)}")
+    return PrecisionChoice("fp32", "auto: CPU has no avx512_bf16 / amx_bf16 units")
 
 
 class Backend(Protocol):
@@ -33,6 +132,7 @@ class Backend(Protocol):
     path: Path
     device: torch.device
     name: str
+    precision: PrecisionChoice
 
     def __call__(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 
@@ -72,18 +172,23 @@ def build_network(path: str | Path) -> tuple[PoseNetwork, ModelCard]:
 
 
 class TorchBackend:
-    """PyTorch inference: BatchNorm folded, channels_last, bf16/fp16 autocast on a GPU."""
+    """PyTorch inference: BatchNorm folded, channels_last, autocast in the chosen precision.
+
+    Args:
+        path: a crosspose checkpoint.
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``/None (the GPU when there is one).
+        precision: one of :data:`PRECISIONS` (see :func:`choose_precision`); ``int8`` is refused.
+    """
 
     name = "pytorch"
 
-    def __init__(self, path: str | Path, device: str | torch.device | None = None) -> None:
+    def __init__(self, path: str | Path, device: str | torch.device | None = None, precision: str = "auto") -> None:
         self.path = Path(path)
-        net, self.card = build_network(path)
         self.device = resolve_device(device)
+        self.precision = choose_precision(precision, self.device)  # before loading: a bad ask fails fast
+        net, self.card = build_network(path)
         self.net = inference_copy(net, channels_last=True).to(self.device)
-        self.autocast_dtype: torch.dtype | None = None
-        if self.device.type == "cuda":
-            self.autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.autocast_dtype: torch.dtype | None = self.precision.autocast_dtype
 
     @torch.inference_mode()
     def __call__(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,7 +206,7 @@ class OnnxBackend:
 
     name = "onnxruntime"
 
-    def __init__(self, path: str | Path, device: str | torch.device | None = None) -> None:
+    def __init__(self, path: str | Path, device: str | torch.device | None = None, precision: str = "auto") -> None:
         import onnxruntime as ort
 
         self.path = Path(path)
@@ -121,6 +226,7 @@ class OnnxBackend:
             raise CheckpointError(f"{path}: an ONNX model without a crosspose model card "
                                   "(export it with `crosspose export --format onnx`)")
         self.card = ModelCard.from_json(meta[ONNX_CARD_KEY], str(path))
+        self.precision = choose_precision(precision, self.device, meta.get(ONNX_PRECISION_KEY, "fp32"))
         self.input_name = self.session.get_inputs()[0].name
 
     def __call__(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,8 +235,16 @@ class OnnxBackend:
         return torch.from_numpy(heatmap), torch.from_numpy(locref)
 
 
-def open_backend(path: str | Path, device: str | torch.device | None = None) -> Backend:
-    """A ``.onnx`` file runs in ONNX Runtime, anything else is read as a crosspose checkpoint."""
+def open_backend(path: str | Path, device: str | torch.device | None = None, precision: str = "auto") -> Backend:
+    """A ``.onnx`` file runs in ONNX Runtime, anything else is read as a crosspose checkpoint.
+
+    ``precision``: see :func:`choose_precision`; the choice and its reason are logged (INFO) and kept
+    as ``backend.precision``.
+    """
+    backend: Backend
     if Path(path).suffix.lower() == ".onnx":
-        return OnnxBackend(path, device)
-    return TorchBackend(path, device)
+        backend = OnnxBackend(path, device, precision)
+    else:
+        backend = TorchBackend(path, device, precision)
+    log.info("%s: %s", Path(path).name, backend.precision.describe())
+    return backend

@@ -60,8 +60,10 @@ class Predictor:
 
     def __repr__(self) -> str:
         size = "x".join(map(str, self.card.input_size)) if self.card.input_size else "?"
+        choice = getattr(self.backend, "precision", None)  # stand-in backends may have none
+        precision = f" in {choice.precision}" if choice is not None else ""
         return (f"Predictor({self.backend.path.name}: {self.card.backbone}, {self.card.num_keypoints} keypoints, "
-                f"trained at {size} px, {self.backend.name} on {self.backend.device})")
+                f"trained at {size} px, {self.backend.name}{precision} on {self.backend.device})")
 
     def run(self, frames: Iterable[np.ndarray], times: StageTimes | None = None, total: int | None = None,
             progress: bool = False, batch_size: int | None = None, desc: str = "frames") -> np.ndarray:
@@ -124,7 +126,7 @@ class Predictor:
 
 
 def load(model: str | Path, device: str | torch.device | None = None, scale: Scale = "fit",
-         batch_size: int = 8) -> Predictor:
+         batch_size: int = 8, precision: str = "auto") -> Predictor:
     """Load a crosspose checkpoint (``.ckpt``, weights-only export included) or an exported ``.onnx``.
 
     Args:
@@ -132,5 +134,13 @@ def load(model: str | Path, device: str | torch.device | None = None, scale: Sca
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``; default: the GPU when there is one.
         scale: ``"fit"`` or a resize factor (see :func:`crosspose.inference.geometry.frame_scale`).
         batch_size: frames per network call.
+        precision: ``"auto"`` (bf16 autocast on a GPU with bf16 and on a CPU with bf16 units, AVX512-BF16
+            or AMX; fp16 on a GPU without bf16; fp32 otherwise), ``"fp32"``, ``"bf16"``, ``"fp16"`` (GPU),
+            or ``"int8"`` (an int8 ``.onnx`` from ``crosspose quantize``). An ``.onnx`` model runs in its
+            own precision. ``predictor.backend.precision`` says what was chosen and why.
+
+    Raises:
+        ConfigError: a precision this machine or file cannot run natively (e.g. bf16 on a CPU without
+            bf16 units: emulated bf16 would be slower than fp32).
     """
-    return Predictor(open_backend(model, device), scale=scale, batch_size=batch_size)
+    return Predictor(open_backend(model, device, precision), scale=scale, batch_size=batch_size)

@@ -13,6 +13,10 @@ prediction does), importing only ``core`` and ``data``. The network's first inpu
 ``(N, 3, H, W)`` RGB 0-255, uint8 or float (the contract of :class:`crosspose.models.network.PoseNetwork`).
 Calibration images are cropped exactly as ``crosspose predict`` crops a folder of images.
 
+The int8 file keeps the fp32 file's metadata (its model card, so ``crosspose analyze --model
+model.int8.onnx`` and :func:`crosspose.load` read it like the fp32 export) and records
+``crosspose_precision = int8`` (:data:`ONNX_PRECISION_KEY`), the precision analyze reports for it.
+
 Why ONNX Runtime and not OpenVINO: ONNX Runtime is already a dependency (the ONNX export uses it),
 runs on every CPU vendor and OS the package supports, and its quantiser is part of the same
 package; OpenVINO's NNCF would add two large dependencies for the same int8 kernels on x86.
@@ -31,7 +35,10 @@ import numpy as np
 from crosspose.core.errors import ConfigError, DataFormatError
 from crosspose.core.io import atomic_path
 
-__all__ = ["calibration_batches", "configure_parser", "onnx_input_spec", "quantize_onnx", "run"]
+__all__ = ["ONNX_PRECISION_KEY", "calibration_batches", "configure_parser", "onnx_input_spec", "quantize_onnx", "run"]
+
+ONNX_PRECISION_KEY = "crosspose_precision"
+"""The ONNX ``metadata_props`` entry naming a quantised model's precision (``int8``); absent: fp32."""
 
 
 def onnx_input_spec(model_path: str | Path) -> tuple[str, np.dtype, tuple[int, int] | None]:
@@ -124,10 +131,30 @@ def quantize_onnx(fp32_model: str | Path, images: str | Path, out: str | Path,
             quantize_static(str(prepared), str(target), reader, quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method=methods[method])
-    q = onnx.load(str(out))
+            q = _copy_metadata(onnx.load(str(target)), onnx.load(str(src), load_external_data=False))
+            onnx.save(q, str(target))
+    from crosspose.inference.model import ONNX_CARD_KEY  # late: model.py imports this module
+
     ops = [n.op_type for n in q.graph.node]
+    keys = {p.key for p in q.metadata_props}
     return {"input": name, "input_hw": list(hw), "calibration_images": used, "out": str(out),
-            "quantize_nodes": ops.count("QuantizeLinear"), "nodes": len(ops)}
+            "quantize_nodes": ops.count("QuantizeLinear"), "nodes": len(ops),
+            "model_card": ONNX_CARD_KEY in keys}
+
+
+def _copy_metadata(quantized: Any, source: Any) -> Any:
+    """The source's metadata (the model card) into the quantised model, which ONNX Runtime writes without it."""
+    have = {p.key for p in quantized.metadata_props}
+    for p in source.metadata_props:
+        if p.key not in have and p.key != ONNX_PRECISION_KEY:
+            entry = quantized.metadata_props.add()
+            entry.key, entry.value = p.key, p.value
+    entry = next((p for p in quantized.metadata_props if p.key == ONNX_PRECISION_KEY), None)
+    if entry is None:
+        entry = quantized.metadata_props.add()
+        entry.key = ONNX_PRECISION_KEY
+    entry.value = "int8"
+    return quantized
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -157,6 +184,8 @@ def run(args: argparse.Namespace) -> int:
     """Quantise and say what was written."""
     summary = quantize_onnx(args.onnx, args.images, args.out, tuple(args.size) if args.size else None,
                             args.count, args.method)
+    card = ("with its model card (crosspose analyze --model reads it)" if summary["model_card"]
+            else "WITHOUT a model card (the fp32 file had none; export it with crosspose export --format onnx)")
     print(f"wrote {summary['out']}: int8 (QDQ, {summary['quantize_nodes']} quantised tensors), calibrated on "
-          f"{summary['calibration_images']} images at {summary['input_hw'][0]}x{summary['input_hw'][1]}")
+          f"{summary['calibration_images']} images at {summary['input_hw'][0]}x{summary['input_hw'][1]}, {card}")
     return 0
