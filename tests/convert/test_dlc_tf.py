@@ -262,7 +262,7 @@ def test_analyze_gives_deeplabcut2_keypoints_on_the_fixture_images(tmp_path: Pat
         cv2.imwrite(str(images / f"image{i}.png"), ref[f"image{i}"][:, :, ::-1])
     out = tmp_path / "analysed"
     assert main(["analyze", "--model", str(ckpt), str(images), "--out", str(out), "--format", "h5,json",
-                 "--scale", "1"]) == 0
+                 "--scale", "1", "--precision", "fp32"]) == 0
     table = pd.read_hdf(out / "images.h5", "df_with_missing")  # DeepLabCut's layout, full precision
     assert len(table) == 2
     for i in range(2):

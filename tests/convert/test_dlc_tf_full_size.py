@@ -59,7 +59,7 @@ def test_full_size_snapshot_gives_tensorflows_maps_and_deeplabcuts_keypoints(net
             worst[key] = max(worst[key], float(np.abs(got - ref[f"{key}{i}"]).max()))
     out = tmp_path / "analysed"
     assert main(["analyze", "--model", str(ckpt), str(images), "--out", str(out), "--format", "h5",
-                 "--scale", "1"]) == 0
+                 "--scale", "1", "--precision", "fp32"]) == 0
     table = pd.read_hdf(out / "images.h5", "df_with_missing")
     pixels = confidence = 0.0
     for i in range(count):

@@ -9,7 +9,8 @@ background, not ImageNet's) and frozen into the graph as QuantizeLinear/Dequanti
 them; see :mod:`crosspose.core.hardware`). Weights: int8 per output channel; activations: uint8.
 
 Where this sits: beside ``crosspose.inference`` (it reads the exported file and images the way
-prediction does), importing only ``core`` and ``data``. The network's first input must be
+prediction does), importing ``core`` and ``data`` (and, late, the card key of
+:mod:`crosspose.inference.model`). The network's first input must be
 ``(N, 3, H, W)`` RGB 0-255, uint8 or float (the contract of :class:`crosspose.models.network.PoseNetwork`).
 Calibration images are cropped exactly as ``crosspose predict`` crops a folder of images.
 
