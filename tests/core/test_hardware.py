@@ -84,7 +84,9 @@ def test_training_precision_bf16_only_as_an_option_and_only_with_units() -> None
     assert choose_training_precision(ZEN4, "cpu") == "32-true"          # auto never picks bf16 on a CPU
     assert choose_training_precision(ZEN4, "cpu", "bf16") == "bf16-mixed"
     assert choose_training_precision(ZEN3, "cpu", "32") == "32-true"
+    assert choose_training_precision(ZEN4, "cpu", "bf16-if-supported") == "bf16-mixed"
+    assert choose_training_precision(ZEN3, "cpu", "bf16-if-supported") == "32-true"  # never emulated
     with pytest.raises(ConfigError, match="avx512_bf16"):
         choose_training_precision(ZEN3, "cpu", "bf16")
-    with pytest.raises(ConfigError, match="auto, 32 or bf16"):
+    with pytest.raises(ConfigError, match="auto, 32, bf16 or bf16-if-supported"):
         choose_training_precision(ZEN4, "cpu", "fp16")

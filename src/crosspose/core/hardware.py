@@ -176,11 +176,13 @@ def choose_inference_precision(features: CpuFeatures, device: str = "cpu",
 
 
 def choose_training_precision(features: CpuFeatures, device: str = "cpu", requested: str = "auto") -> str:
-    """Lightning's ``trainer.precision`` for ``requested`` (``auto`` | ``32`` | ``bf16``).
+    """Lightning's ``trainer.precision`` for ``requested`` (``auto`` | ``32`` | ``bf16`` | ``bf16-if-supported``).
 
     ``auto`` is bf16-mixed on a GPU with bf16 and 32-true on every CPU: bf16 training on a CPU is
-    an option (``bf16``), because its effect on accuracy over a whole run is not measured; asking
-    for it on a CPU without bf16 units is refused rather than silently emulated.
+    an option (``bf16``), because its effect on accuracy depends on the run; asking for it on a CPU
+    without bf16 units is refused rather than silently emulated. ``bf16-if-supported`` is bf16-mixed
+    wherever the hardware has bf16 units (CPU or GPU) and 32-true elsewhere: for runs whose budget is
+    wall-clock time, such as ``crosspose demo`` (its accuracy cost there is measured in the README).
     """
     from crosspose.core.errors import ConfigError
 
@@ -191,6 +193,8 @@ def choose_training_precision(features: CpuFeatures, device: str = "cpu", reques
         if support["bf16"] is not None:
             raise ConfigError(f"bf16 training asked for, but {support['bf16']}: {features.describe()}")
         return "bf16-mixed"
+    if requested == "bf16-if-supported":
+        return "bf16-mixed" if support["bf16"] is None else "32-true"
     if requested != "auto":
-        raise ConfigError(f"precision must be auto, 32 or bf16, got {requested!r}")
+        raise ConfigError(f"precision must be auto, 32, bf16 or bf16-if-supported, got {requested!r}")
     return "bf16-mixed" if device.startswith("cuda") and support["bf16"] is None else "32-true"

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from crosspose.core.errors import ConfigError
+from crosspose.core.hardware import choose_training_precision, read_cpu_features
 from crosspose.core.io import atomic_write_json, atomic_write_text, read_yaml_mapping
 from crosspose.core.skeletons import MACAQUE, MPII
 from crosspose.data.coco import load_coco_keypoints, split_by_image
@@ -61,6 +62,8 @@ class Profile:
         pretrain_steps, finetune_steps, benchmark_steps: optimizer steps of each model.
         seeds: seeds of the transfer and scratch runs (the pretraining uses the first).
         synth_size: side of the generated images.
+        precision: training precision request (``32``, ``bf16``, ``bf16-if-supported``, ``auto``; see
+            :func:`crosspose.core.hardware.choose_training_precision`), resolved on the machine that runs.
     """
 
     name: str
@@ -74,6 +77,13 @@ class Profile:
     benchmark_steps: int
     seeds: tuple[int, ...]
     synth_size: int = 256
+    precision: str = "32"
+
+    @property
+    def trainer_precision(self) -> str:
+        """Lightning's ``trainer.precision`` for :attr:`precision` on this machine's CPU or GPU."""
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        return choose_training_precision(read_cpu_features(), device, self.precision)
 
     @property
     def backbone(self) -> str:
@@ -122,7 +132,7 @@ def load_profile(source: str | Path) -> Profile:
     base["seed_everything"] = cfg.get("seed_everything", 0)
     base["experiment"] = dict(exp)
     return Profile(name=path.stem, base=base, seeds=tuple(int(s) for s in exp["seeds"]),
-                   synth_size=int(exp.get("synth_size", 256)),
+                   synth_size=int(exp.get("synth_size", 256)), precision=str(exp.get("precision", "32")),
                    **{k: int(exp[k]) for k in _SIZES if k != "seeds"})
 
 
@@ -172,7 +182,7 @@ def _stage_config(p: Profile, names: tuple[str, ...], files: tuple[Path, Path, P
         "model": {**base["model"], "num_keypoints": len(names), "keypoint_names": list(names), **model},
         "data": {**base["data"], "train_file": str(train), "val_file": str(val), "test_file": str(test),
                  "seed": seed},
-        "trainer": {**base["trainer"], "max_steps": steps},
+        "trainer": {**base["trainer"], "max_steps": steps, "precision": p.trainer_precision},
     }
 
 
@@ -291,7 +301,8 @@ def _notes(p: Profile, n_bench: int, results: dict[str, list[dict[str, Any]]], s
         f"Profile `{p.name}` (configs/demo/{p.name}.yaml): {p.backbone} at {p.input_size} px, batch "
         f"{p.batch_size}; pretraining {p.pretrain_steps} steps on {p.macaque_images} synthetic macaque images; "
         f"transfer and scratch {p.finetune_steps} steps on the same {p.subset} humans; benchmark "
-        f"{p.benchmark_steps} steps on {n_bench} humans; {_optimizer_text(p)}. Seeds: {', '.join(map(str, p.seeds))} "
+        f"{p.benchmark_steps} steps on {n_bench} humans; {_optimizer_text(p)}; training precision "
+        f"{p.trainer_precision} (asked: {p.precision}). Seeds: {', '.join(map(str, p.seeds))} "
         f"(data generation seeds 1 = macaques, 2 = humans; splits seed 0).",
         f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
         f"torch {torch.__version__}, {'CUDA' if torch.cuda.is_available() else 'CPU only'}; "
