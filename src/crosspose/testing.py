@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -30,6 +31,7 @@ from lightning.pytorch import Callback
 from crosspose.data.coco import save_coco_keypoints
 
 __all__ = ["REPO", "SHARED_FIXTURES", "TINY_JOINTS", "CrashAfterEpoch", "CrashAtStep", "KillDuringCheckpointWrite",
+           "RecordGatheredRows",
            "assert_same_training_state", "crosspose_command", "kill_mid_stage_and_rerun", "overfit_tiny_module", "requires_fixture",
            "write_moving_figure_video", "write_tiny_checkpoint", "write_tiny_coco", "write_tiny_deeplabcut_project"]
 
@@ -359,3 +361,24 @@ def assert_same_training_state(a: dict[str, Any], b: dict[str, Any]) -> None:
         assert torch.allclose(sa[k]["momentum_buffer"], sb[k]["momentum_buffer"], atol=1e-5, rtol=1e-4)
     for k, v in a["state_dict"].items():
         assert torch.allclose(v.float(), b["state_dict"][k].float(), atol=1e-5, rtol=1e-4), k
+
+
+class RecordGatheredRows(Callback):
+    """Rank 0 writes the prediction rows of every rank, gathered before de-duplication, by index.
+
+    Here, not in the DDP test: spawned ranks unpickle it by module name, and a test module's name
+    (``tests.training...``) can resolve to another distribution's top-level ``tests`` package.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:  # runs before the module's hook
+        from crosspose.training.distributed import gather_rows
+
+        if trainer.sanity_checking:
+            return
+        gathered = gather_rows(torch.cat(pl_module._eval_rows))  # (N, 1 + K, 3): index row, then x, y, conf
+        if trainer.is_global_zero:
+            rows = sorted(gathered.tolist(), key=lambda r: r[0][0])
+            Path(self.path).write_text(json.dumps(rows))

@@ -14,32 +14,15 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from lightning.pytorch import Callback
 
 from crosspose.data.datamodule import PoseDataModule
-from crosspose.testing import write_tiny_coco
-from crosspose.training.distributed import gather_rows
+from crosspose.testing import RecordGatheredRows, write_tiny_coco
 from crosspose.training.module import PoseEstimationModule
 
 VAL_SIZE = 5  # odd on purpose
 # the paper's metrics; not val/loss: Lightning's sync_dist averages the ranks' means, which with
 # unequal shards (3 + 2) is not the mean over the 5 instances (reported to the lead)
 SCALARS = ("val/pckh", "val/f1", "val/precision", "val/recall", "val/roc_auc", "val/rmse")
-
-
-class RecordGatheredRows(Callback):
-    """Rank 0 writes the prediction rows of every rank, gathered before de-duplication, by index."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:  # runs before the module's hook
-        if trainer.sanity_checking:
-            return
-        gathered = gather_rows(torch.cat(pl_module._eval_rows))  # (N, 1 + K, 3): index row, then x, y, conf
-        if trainer.is_global_zero:
-            rows = sorted(gathered.tolist(), key=lambda r: r[0][0])
-            Path(self.path).write_text(json.dumps(rows))
 
 
 def _rows(path: Path) -> tuple[list[int], torch.Tensor]:

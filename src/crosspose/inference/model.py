@@ -14,7 +14,6 @@ float32 CPU tensors; everything around them (resizing, padding, decoding) is sha
 from __future__ import annotations
 
 import contextlib
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -33,7 +32,6 @@ from crosspose.models.transfer import read_checkpoint
 __all__ = ["ONNX_CARD_KEY", "PRECISIONS", "Backend", "OnnxBackend", "PrecisionChoice", "TorchBackend",
            "build_network", "choose_precision", "open_backend"]
 
-log = logging.getLogger(__name__)
 
 ONNX_CARD_KEY = "crosspose_card"
 """The ONNX ``metadata_props`` entry holding the model card as JSON."""
@@ -246,5 +244,6 @@ def open_backend(path: str | Path, device: str | torch.device | None = None, pre
         backend = OnnxBackend(path, device, precision)
     else:
         backend = TorchBackend(path, device, precision)
-    log.info("%s: %s", Path(path).name, backend.precision.describe())
+    # not logged here: `analyze` prints the choice once its inputs are checked (an error stays one line);
+    # API users read `backend.precision` (also in the predictor's description)
     return backend
