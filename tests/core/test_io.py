@@ -82,3 +82,19 @@ def test_read_yaml_mapping_errors_name_the_file(tmp_path: Path, text: str | None
         read_yaml_mapping(path, "profile", expected="a mapping with sections")
     message = str(exc.value)
     assert message.startswith(f"{path}: ") and problem in message and "\n" not in message
+
+
+def test_atomic_directory_replaces_whole_or_leaves_the_old_folder(tmp_path: Path) -> None:
+    from crosspose.core.io import atomic_directory
+
+    target = tmp_path / "frames"
+    with atomic_directory(target) as tmp:
+        (tmp / "a.png").write_bytes(b"1")
+    with atomic_directory(target) as tmp:  # a rerun replaces, it does not merge
+        (tmp / "b.png").write_bytes(b"2")
+    assert sorted(p.name for p in target.iterdir()) == ["b.png"]
+    with pytest.raises(RuntimeError), atomic_directory(target) as tmp:
+        (tmp / "c.png").write_bytes(b"3")
+        raise RuntimeError("decode failed")
+    assert sorted(p.name for p in target.iterdir()) == ["b.png"]  # untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]  # no temp folders left

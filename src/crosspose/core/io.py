@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +32,7 @@ from typing import Any
 
 from crosspose.core.errors import ConfigError
 
-__all__ = ["atomic_path", "atomic_torch_save", "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
+__all__ = ["atomic_directory", "atomic_path", "atomic_torch_save", "atomic_write_bytes", "atomic_write_json", "atomic_write_text",
            "read_yaml_mapping"]
 
 
@@ -129,3 +130,32 @@ def read_yaml_mapping(path: str | os.PathLike[str], what: str = "file", expected
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected {expected}")
     return data
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | Path, mode: int = 0o755) -> Iterator[Path]:
+    """A folder written in full or not at all.
+
+    Yields an empty temporary folder beside ``target``; when the block succeeds it replaces ``target``
+    whole (an earlier folder is swapped out, not merged into), and when it fails it is removed.
+
+    Example:
+        >>> with atomic_directory(out / "frames") as tmp:  # doctest: +SKIP
+        ...     write_frames(tmp)
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, mode)  # mkdtemp makes 0700; the folder is for the user's other tools too
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+            os.replace(target, old / target.name)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -30,8 +30,6 @@ is read and checked before anything is written; the images go to a temporary fol
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from crosspose.core.errors import ConfigError, DataFormatError
-from crosspose.core.io import atomic_write_json
+from crosspose.core.io import atomic_directory, atomic_write_json
 from crosspose.data.deeplabcut import _box, _split
 
 __all__ = ["SleapFrame", "SleapLabels", "prepare_sleap", "read_sleap"]
@@ -214,13 +212,11 @@ def _annotations(labels: SleapLabels, frame: SleapFrame, image_id: int, width: i
     return anns
 
 
-def _write_images(labels: SleapLabels, images_dir: Path, out_dir: Path) -> dict[str, Any]:
+def _write_images(labels: SleapLabels, images_dir: Path) -> dict[str, Any]:
     """Decode every labelled frame into a temp folder; on success it replaces ``images_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{images_dir.name}.", dir=out_dir))
     images: list[dict[str, Any]] = []
     annotations: list[dict[str, Any]] = []
-    try:
+    with atomic_directory(images_dir) as tmp:
         for frame in labels.frames:
             image = _decode(labels, frame)
             height, width = image.shape[:2]
@@ -231,16 +227,6 @@ def _write_images(labels: SleapLabels, images_dir: Path, out_dir: Path) -> dict[
                            "file_name": (Path(images_dir.name) / relative).as_posix(),
                            "sleap_video": labels.video_names[frame.video], "frame": frame.index})
             annotations += _annotations(labels, frame, image_id, int(width), int(height), len(annotations) + 1)
-        if images_dir.exists():  # an earlier run's images: swapped out, then removed
-            old = Path(tempfile.mkdtemp(prefix=f".{images_dir.name}.old.", dir=out_dir))
-            os.replace(images_dir, old / images_dir.name)
-            os.replace(tmp, images_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, images_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {"images": images, "annotations": annotations}
 
 
@@ -264,7 +250,7 @@ def prepare_sleap(labels_file: str | os.PathLike[str], out: str | os.PathLike[st
             raise ConfigError(f"--val-fraction {val_fraction} of {len(labels.frames)} labelled frames leaves "
                               "an empty part")
     try:
-        body = _write_images(labels, out.parent / f"{out.stem}_images", out.parent)
+        body = _write_images(labels, out.parent / f"{out.stem}_images")
     finally:
         labels.close()
     category = {"id": 1, "name": labels.skeleton_name, "supercategory": "animal", "keypoints": labels.keypoints,

@@ -6,9 +6,6 @@ All three draw with :func:`draw_pose`.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -17,7 +14,7 @@ import cv2
 import numpy as np
 
 from crosspose.core.errors import DataFormatError
-from crosspose.core.io import atomic_path
+from crosspose.core.io import atomic_directory, atomic_path
 from crosspose.inference.results import PoseSequence
 
 __all__ = ["draw_pose", "labeled_output_name", "write_labeled_images", "write_labeled_video"]
@@ -114,20 +111,7 @@ def write_labeled_images(images: list[Path], poses: PoseSequence, target: Path, 
         return target
     stems = [p.stem for p in images]
     names = [f"{p.stem}.png" for p in images] if len(set(stems)) == len(stems) else [f"{p.name}.png" for p in images]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with atomic_directory(target) as tmp_dir:
         for path, name, keypoints in zip(images, names, poses.keypoints, strict=True):
             _png(draw_pose(read_rgb(path), keypoints, poses.links, pcutoff), tmp_dir / name)
-        os.chmod(tmp_dir, 0o755)  # mkdtemp makes 0700; the folder is for the user's other tools too
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-            os.replace(target, old / target.name)
-            os.replace(tmp_dir, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp_dir, target)
-    except BaseException:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise
     return target
