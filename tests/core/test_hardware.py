@@ -90,3 +90,17 @@ def test_training_precision_bf16_only_as_an_option_and_only_with_units() -> None
         choose_training_precision(ZEN3, "cpu", "bf16")
     with pytest.raises(ConfigError, match="auto, 32, bf16 or bf16-if-supported"):
         choose_training_precision(ZEN4, "cpu", "fp16")
+
+
+# ----------------------------------------------------------------------------- loader workers
+def test_loader_workers_auto_is_none_on_the_cpu_and_a_free_core_each_on_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    from crosspose.core import hardware
+
+    monkeypatch.setattr(hardware, "usable_cores", lambda: 16)
+    assert hardware.choose_loader_workers("auto", "cpu") == 0
+    assert hardware.choose_loader_workers("auto", "cuda") == hardware.LOADER_WORKERS_CAP
+    assert hardware.choose_loader_workers("auto", "cuda", processes_per_node=4) == 3  # 16 / 4 - 1
+    monkeypatch.setattr(hardware, "usable_cores", lambda: 2)
+    assert hardware.choose_loader_workers("auto", "cuda", processes_per_node=4) == 1  # never none on a GPU
+    assert hardware.choose_loader_workers(5, "cpu") == 5  # a count is kept as given
+    assert hardware.choose_loader_workers(0, "cuda") == 0

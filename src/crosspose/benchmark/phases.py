@@ -2,6 +2,12 @@
 
 ``python -m crosspose.benchmark.phases train|infer SPEC_JSON`` prints one JSON object (its last
 stdout line) with raw timings and their summaries; the parent samples the child's memory.
+
+Lightning is imported inside the functions that use it, never at the top: each loader worker starts
+by importing the parent's main module (``multiprocessing`` does so for every start method but fork),
+and this module is that main module. Imported at the top, Lightning would live in every worker too
+(~240 MiB private each, measured), which ``crosspose fit`` does not pay and the memory rows would
+wrongly charge.
 """
 
 from __future__ import annotations
@@ -15,7 +21,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
@@ -230,15 +235,17 @@ def _whole_step_only(spec: dict[str, Any], dm: Any, device: torch.device, n: int
 
 def _fit_whole_step(spec: dict[str, Any], dm: Any, module: Any, device: torch.device, n: int,
                     result: dict[str, Any], memory: _MainMemory) -> None:
+    import lightning as L
+
     warmup, repeats = spec["warmup"], spec["repeats"]
-    timer = _StepTimer(device)
+    timer = _step_timer(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     trainer = L.Trainer(
         accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, max_steps=n, max_epochs=-1,
         precision="bf16-mixed" if spec["precision"] == "bf16" else "32-true", logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        num_sanity_val_steps=0, limit_val_batches=0, callbacks=[timer],
+        num_sanity_val_steps=0, limit_val_batches=0, callbacks=[timer],  # type: ignore[list-item]
     )
     trainer.fit(module, datamodule=dm)
     memory.mark("Lightning fit (main process)", peak=True)
@@ -280,8 +287,8 @@ def steady_loader_cpu(loader: DataLoader, skip: int, batches: int) -> dict[str, 
     return {"cpu_s_per_image": cpu / images if images else None, "images": images, "skipped_batches": skip}
 
 
-class _StepTimer(L.Callback):
-    """Lightning callback: the start time and batch size of every training step."""
+class _StepTimes:
+    """The start time and batch size of every training step (made a Lightning callback by _step_timer)."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
@@ -295,6 +302,15 @@ class _StepTimer(L.Callback):
         _sync(self.device)
         self.starts.append(time.perf_counter())
         self.sizes.append(int(batch["image"].shape[0]))
+
+
+def _step_timer(device: torch.device) -> _StepTimes:
+    import lightning as L
+
+    class StepTimer(_StepTimes, L.Callback):
+        pass
+
+    return StepTimer(device)
 
 
 def infer_phase(spec: dict[str, Any]) -> dict[str, Any]:

@@ -42,6 +42,7 @@ import numpy as np
 from crosspose.benchmark.report import DLC_VERSION, PAPER_STEPS, format_report
 from crosspose.benchmark.video import check_outputs, prepare_video, video_rows
 from crosspose.core.errors import ConfigError
+from crosspose.core.hardware import choose_loader_workers
 from crosspose.core.io import atomic_path, atomic_write_text
 
 __all__ = [
@@ -308,7 +309,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="NHWC memory format (default: on, as `crosspose fit`; measured faster on CPU too)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the crosspose network")
     parser.add_argument("--workers", type=int, default=None,
-                        help="crosspose data-loader workers (default: 2 on CPU, as `crosspose fit`; 4 on a GPU)")
+                        help="crosspose data-loader workers (default: what `crosspose fit` chooses for "
+                        "`data.num_workers: auto`: none on the CPU, one per free core up to 8 on a GPU)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--warmup", type=int, default=3, help="training steps dropped before timing (3)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats (3)")
@@ -363,7 +365,7 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
         "device": device, "size": args.size, "batch": args.batch, "backbone": args.backbone,
         "precision": precision,
         "channels_last": args.channels_last if args.channels_last is not None else True,
-        "compile": bool(args.compile), "workers": args.workers if args.workers is not None else (4 if gpu else 2),
+        "compile": bool(args.compile), "workers": choose_loader_workers("auto" if args.workers is None else args.workers, "cuda" if gpu else "cpu"),
         "threads": args.threads, "warmup": args.warmup, "repeats": args.repeats, "steps": args.steps,
         "video_frames": args.video_frames, "video_size": [vh, vw], "calibration_frames": args.calibration_frames,
     }

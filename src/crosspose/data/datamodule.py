@@ -2,45 +2,24 @@
 
 from __future__ import annotations
 
-import multiprocessing
-from multiprocessing.context import BaseContext
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
 from crosspose.core.errors import ConfigError
+from crosspose.core.hardware import choose_loader_workers
 from crosspose.core.validate import non_negative, positive
 from crosspose.data.coco import CocoKeypoints, load_coco_keypoints
-from crosspose.data.dataset import (
-    ImageFolderDataset,
-    InstanceDataset,
-    ShardedEpochSampler,
-    loader_worker_init,
-)
+from crosspose.data.dataset import ImageFolderDataset, InstanceDataset, ShardedEpochSampler
 from crosspose.data.resumable import ResumableDataLoader
 from crosspose.data.transforms import Augmentation
+from crosspose.data.workers import worker_process_options
 
 __all__ = ["PoseDataModule"]
-
-
-def worker_context() -> BaseContext | None:
-    """Start loader workers from a small server process, not as forks of the training process.
-
-    A forked worker starts as a copy-on-write image of the trainer at that moment: the model,
-    optimizer state and allocator caches of a process of several GiB, whose pages get copied as the
-    trainer keeps writing them. A ``forkserver`` worker forks from a process that imported only the
-    data code (preloaded once, so each worker starts in milliseconds), and receives the data set
-    pickled, which :class:`InstanceDataset` keeps to a few arrays. None (the platform default) where
-    there is no forkserver (Windows).
-    """
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return None
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["crosspose.data.dataset"])
-    return context
 
 
 class PoseDataModule(L.LightningDataModule):
@@ -55,7 +34,10 @@ class PoseDataModule(L.LightningDataModule):
         padding: context around each instance box (1.25 = 25 % more than the box).
         batch_size: training batch size per process.
         eval_batch_size: validation/test/predict batch size (default: batch_size).
-        num_workers: loader processes per training process.
+        num_workers: loader processes per training process; ``auto``: none when training on the
+            CPU (the loader would compete with the network for the same cores: measured faster and
+            smaller without), one per free core (at most 8) on a GPU. See
+            :func:`crosspose.core.hardware.choose_loader_workers`.
         augmentation: training augmentation.
         seed: seed of shuffling and augmentation (independent of the model seed).
         pin_memory: pinned host memory for faster host-to-device copies (used only with a GPU).
@@ -81,7 +63,7 @@ class PoseDataModule(L.LightningDataModule):
         padding: float = 1.25,
         batch_size: int = 8,
         eval_batch_size: int | None = None,
-        num_workers: int = 2,
+        num_workers: int | Literal["auto"] = "auto",
         augmentation: Augmentation | None = None,
         seed: int = 0,
         pin_memory: bool = True,
@@ -99,7 +81,10 @@ class PoseDataModule(L.LightningDataModule):
         positive("data.batch_size", batch_size)
         if eval_batch_size is not None:
             positive("data.eval_batch_size", eval_batch_size)
-        non_negative("data.num_workers", num_workers)
+        if isinstance(num_workers, str) and num_workers != "auto":
+            raise ConfigError(f"data.num_workers must be a count or 'auto', got {num_workers!r}")
+        if num_workers != "auto":
+            non_negative("data.num_workers", num_workers)
         for split, f in (("train", train_file), ("val", val_file), ("test", test_file), ("predict", predict_file)):
             if f is not None and not str(f).strip():
                 raise ConfigError(f"data.{split}_file is empty (give a COCO file or leave it out)")
@@ -205,7 +190,7 @@ class PoseDataModule(L.LightningDataModule):
     def _loader(self, split: str, train: bool) -> DataLoader:
         dataset = self.datasets[split]
         sampler = ShardedEpochSampler(len(dataset), shuffle=train, seed=self.seed, even_shards=train)
-        workers = self.num_workers
+        workers = self.loader_workers()
         # training position (epoch, batches done) goes into the checkpoint: exact mid-epoch resume
         extra: dict[str, Any] = {"trainer": lambda: self.trainer} if train else {}
         loader_class = ResumableDataLoader if train else DataLoader
@@ -213,14 +198,24 @@ class PoseDataModule(L.LightningDataModule):
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
             sampler=sampler,
-            num_workers=workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
-            persistent_workers=workers > 0,
-            worker_init_fn=loader_worker_init if workers > 0 else None,
-            multiprocessing_context=worker_context() if workers > 0 else None,
+            **worker_process_options(workers),
             drop_last=train and len(sampler) >= self.batch_size,
             **extra,
         )
+
+    def loader_workers(self) -> int:
+        """``num_workers`` resolved for the device the attached trainer runs on (see ``num_workers``)."""
+        trainer = self.trainer
+        if trainer is not None:
+            device, processes = trainer.strategy.root_device.type, trainer.num_devices
+        else:
+            device, processes = ("cuda" if torch.cuda.is_available() else "cpu"), 1
+        workers = choose_loader_workers(self.num_workers, device, processes)
+        if workers == 0 and self.num_workers == "auto":
+            # chosen, not forgotten: Lightning's 'does not have many workers' hint does not apply
+            warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+        return workers
 
     def train_dataloader(self) -> DataLoader:
         loader = self._loader("train", train=True)

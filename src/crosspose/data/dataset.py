@@ -28,7 +28,6 @@ __all__ = [
     "ImageFolderDataset",
     "InstanceDataset",
     "ShardedEpochSampler",
-    "loader_worker_init",
     "read_rgb",
 ]
 
@@ -47,17 +46,6 @@ def read_rgb(path: Path, source: Path | None = None, where: str | None = None,
         raise DataFormatError(source or path, f"image {path} decodes to {image.shape[1]}x{image.shape[0]} "
                               f"pixels but the annotation file says {expected_size[0]}x{expected_size[1]}", where)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def loader_worker_init(_: int) -> None:
-    """DataLoader ``worker_init_fn``: one thread per worker.
-
-    Each worker decodes and warps one image at a time; OpenCV's own thread pool would only
-    oversubscribe the cores the other workers are using. It lives here, not beside the data module,
-    so that unpickling it in a worker imports the data code alone, not Lightning.
-    """
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
 
 
 class InstanceDataset(Dataset):

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from crosspose.core.errors import ConfigError
-from crosspose.core.hardware import choose_training_precision, read_cpu_features
+from crosspose.core.hardware import choose_training_precision, read_cpu_features, usable_cores
 from crosspose.core.io import atomic_write_json, atomic_write_text, read_yaml_mapping
 from crosspose.core.skeletons import MACAQUE, MPII
 from crosspose.data.coco import load_coco_keypoints, split_by_image
@@ -98,8 +98,16 @@ class Profile:
         return int(self.base["data"].get("batch_size", 16))
 
     @property
-    def num_workers(self) -> int:
-        return int(self.base["data"].get("num_workers", 2))
+    def num_workers(self) -> int | str:
+        """``data.num_workers`` as configured: ``auto`` or a count."""
+        value = self.base["data"].get("num_workers", "auto")
+        return value if value == "auto" else int(value)
+
+    @property
+    def generator_processes(self) -> int:
+        """Processes drawing the synthetic images: the loader's count, or every usable core for ``auto``."""
+        workers = self.num_workers
+        return usable_cores() if workers == "auto" else max(1, int(workers))
 
 
 PROFILE_DIR = Path(__file__).resolve().parents[3] / "configs" / "demo"
@@ -152,9 +160,9 @@ def _prepare_data(root: Path, p: Profile, stage: _Stages) -> dict[str, Path]:
     mac_dir, hum_dir = data / "macaque_release", data / "human_release"
     stage(f"synthetic data: {p.macaque_images} macaque + {p.human_images} human images at {p.synth_size} px")
     if not (mac_dir / "annotations.csv").is_file():
-        generate("macaque", p.macaque_images, mac_dir, seed=1, size=p.synth_size, workers=max(1, p.num_workers))
+        generate("macaque", p.macaque_images, mac_dir, seed=1, size=p.synth_size, workers=p.generator_processes)
     if not (hum_dir / "mpii_human_pose_v1_u12_1.mat").is_file():
-        generate("human", p.human_images, hum_dir, seed=2, size=p.synth_size, workers=max(1, p.num_workers))
+        generate("human", p.human_images, hum_dir, seed=2, size=p.synth_size, workers=p.generator_processes)
 
     stage("convert with the release readers (crosspose prepare macaquepose / mpii) and split")
     mac_json = data / "macaque.json"
