@@ -77,21 +77,25 @@ def test_crosspose_side_runs_and_reports(tmp_path: Path, capsys: pytest.CaptureF
     text = capsys.readouterr().out
     assert status == 0, text
     report = json.loads(out_json.read_text())
-    cp = report["crosspose"]["fp32"]
+    cp, apart = report["crosspose"]["fp32"], report["crosspose"]["stages"]
     for stage in ("loading", "model_step", "whole_step"):
-        assert cp["train"][stage]["images_per_s"] > 0, stage
+        assert apart["train"][stage]["images_per_s"] > 0, stage
+    # the headline row is the Lightning fit alone (its memory is what `crosspose fit` takes)
+    assert cp["train"]["whole_step"]["images_per_s"] > 0 and "model_step" not in cp["train"]
     assert cp["infer"]["whole"]["images_per_s"] > 0 and cp["infer"]["images"] == 4
-    assert cp["train"]["train_flops_per_image"] > cp["train"]["infer_flops_per_image"] > 0
+    assert apart["train"]["train_flops_per_image"] > apart["train"]["infer_flops_per_image"] > 0
     assert cp["train"]["peak_rss_bytes"] is None or cp["train"]["peak_rss_bytes"] > 0
     stages = [row["stage"] for row in cp["train"]["main_memory"]]
     assert stages[0].startswith("imports") and stages[-1].startswith("Lightning fit")
+    assert "FLOP count (one image)" not in stages and "FLOP count (one image)" in [
+        row["stage"] for row in apart["train"]["main_memory"]]
     assert report["crosspose"]["bf16"]["unsupported"].startswith("not supported on this CPU")
     assert report["crosspose"]["int8"]["unsupported"].startswith("not supported on this CPU")
     assert "train" not in report["crosspose"]["bf16"]
     assert report["machine"]["cpu_flags"] == ["avx2"]
     assert "not supported on this CPU (no avx512_bf16" in text and "flags for reduced precision: avx2" in text
     assert "(absent: avx512_bf16 amx_bf16 amx_int8 amx_tile avx512_vnni avx_vnni avx512f)" in text
-    loader = cp["train"]["loader_cpu"]
+    loader = apart["train"]["loader_cpu"]
     assert loader["images"] >= 4 and loader["skipped_batches"] == 2 and loader["cpu_s_per_image"] > 0
     assert "training: model step alone" in text and "Machine:" in text and "164,000" in text
     assert "GPU on paper" in text and "Where crosspose's training memory goes" in text
@@ -131,8 +135,9 @@ def test_report_marks_rows_and_names_margins() -> None:
                        "int8_heatmap_rel_rmse": 0.03}}
     report = {"settings": settings, "machine": {"cpu": "x", "cores": 2, "torch": "t", "torch_threads": 2},
               "precision_support": {"fp32": None, "bf16": no_bf16, "int8": None},
-              "crosspose": {"fp32": {"backbone": "resnet50", "train": train,
+              "crosspose": {"fp32": {"backbone": "resnet50", "train": {"whole_step": {"images_per_s": 4.0}},
                                      "infer": {"whole": {"images_per_s": 10.0}}},
+                            "stages": {"backbone": "resnet50", "train": train},
                             "gn": {"backbone": "resnet50_gn", "train_error": "boom"},
                             "bf16": {"backbone": "resnet50", "unsupported": no_bf16},
                             "accuracy": accuracy, "int8": int8},

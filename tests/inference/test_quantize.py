@@ -83,6 +83,30 @@ def test_int8_keypoints_within_tolerance_of_fp32(tiny: tuple, tmp_path: Path) ->
     assert float(diff.mean()) <= 1.0, f"int8 keypoints {float(diff.mean()):.2f} px from fp32 on average"
 
 
+def test_the_output_layers_stay_fp32_and_the_backbone_is_int8(tiny: tuple, tmp_path: Path) -> None:
+    import onnx
+
+    _, _, onnx_path, calib = tiny
+    out = tmp_path / "model.int8.onnx"
+    summary = quantize_onnx(onnx_path, calib, out, input_size=(SIZE, SIZE))
+    graph = onnx.load(str(out)).graph
+    producers = {o: n for n in graph.node for o in n.output}
+
+    def weight_from(node: object) -> str | None:
+        source = producers.get(node.input[1])  # type: ignore[attr-defined]
+        return source.op_type if source is not None else None  # None: a float initializer
+
+    heads = [n for n in graph.node if n.op_type == "ConvTranspose"]
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    assert len(heads) == 2 and summary["fp32_output_nodes"] >= 2
+    assert all(weight_from(n) != "DequantizeLinear" for n in heads)  # score maps and locref: fp32 weights
+    # every backbone convolution int8 (the walk back from the outputs stops at the heads, and does not
+    # follow the size computations of their slices into the backbone)
+    assert convs and all(weight_from(n) == "DequantizeLinear" for n in convs)
+    assert {o.name for o in graph.output} == {"heatmap", "locref"}
+    assert all(producers[o.name].op_type != "DequantizeLinear" for o in graph.output)  # outputs not rounded to uint8
+
+
 def test_bf16_autocast_predict_within_half_a_pixel(tiny: tuple) -> None:
     module, batch, _, _ = tiny
     with torch.inference_mode():

@@ -104,12 +104,12 @@ def format_report(report: dict[str, Any]) -> str:
     lines += ["", *margins(report)]
     lines += ["", *video_table(report)]
     lines += ["", *precision_table(report, support)]
-    lines += ["", *memory_table(cp.get("fp32") or {})]
-    main = (cp.get("fp32") or {}).get("train") or {}
+    lines += ["", *memory_table(cp.get("fp32") or {}, cp.get("stages") or {})]
+    main = (cp.get("stages") or {}).get("train") or {}
     lines += ["", *stage_table(main, (cp.get("fp32") or {}).get("infer") or {})]
     lines += ["", bottleneck_note(main)]
     lines += ["", *gpu_on_paper(main, s["batch"])]
-    ct = _rate(main, "whole_step", "images_per_s")
+    ct = _rate((cp.get("fp32") or {}).get("train"), "whole_step", "images_per_s")
     if ct:
         hours = PAPER_STEPS * s["batch"] / ct / 3600
         lines += ["", f"The paper's fine-tune ({PAPER_STEPS:,} steps x batch 8) at this crosspose training "
@@ -243,15 +243,26 @@ def video_table(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def memory_table(run: dict[str, Any]) -> list[str]:
-    """Where the training peak goes: main-process stages and each process of the tree."""
+def memory_table(run: dict[str, Any], stages: dict[str, Any] | None = None) -> list[str]:
+    """Where the training peak goes: main-process stages and each process of the tree.
+
+    ``run``: the Lightning fit alone (its process tree is the headline figure); ``stages``: the
+    stages-apart run, whose main-process rows (model step alone, FLOP count) say what each part adds.
+    """
     train = run.get("train") or {}
     lines = ["### Where crosspose's training memory goes (resident, MiB)", "",
              "| component | resident after | peak within |", "|---|---|---|"]
     previous = 0
+    apart = ((stages or {}).get("train") or {}).get("main_memory") or []
+    for row in apart:
+        rss = row.get("rss_bytes") or 0
+        lines.append(f"| stages apart: {row['stage']} | {_mib(rss)} ({'+' if rss >= previous else ''}"
+                     f"{(rss - previous) / 2**20:,.0f}) | {_mib(row.get('peak_bytes'))} |")
+        previous = rss
+    previous = 0
     for row in train.get("main_memory") or []:
         rss = row.get("rss_bytes") or 0
-        lines.append(f"| main process: {row['stage']} | {_mib(rss)} ({'+' if rss >= previous else ''}"
+        lines.append(f"| fit process: {row['stage']} | {_mib(rss)} ({'+' if rss >= previous else ''}"
                      f"{(rss - previous) / 2**20:,.0f}) | {_mib(row.get('peak_bytes'))} |")
         previous = rss
     mem = train.get("memory") or {}

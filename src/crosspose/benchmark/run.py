@@ -448,15 +448,19 @@ def run_crosspose(spec: dict[str, Any], args: argparse.Namespace, report: dict[s
                   save: Any = None) -> dict[str, Any]:
     """Every crosspose row, each phase in a child process; failures are reported, not raised.
 
-    Rows: ``fp32`` (the configured backbone: every training stage, inference), ``gn`` (the GroupNorm
-    backbone: whole step, inference), ``bf16`` (training as an option, inference), ``int8`` (ONNX
-    Runtime inference), ``accuracy`` (a trained checkpoint's keypoints in each precision).
+    Rows: ``fp32`` (the configured backbone: the Lightning fit alone, as ``crosspose fit`` runs it,
+    so its memory compares with DeepLabCut's training process; inference), ``stages`` (the same
+    network's training stages apart -- loading alone, model step alone, FLOPs, Lightning fit -- in
+    a process of their own, because their allocations would inflate the fit's memory), ``gn`` (the
+    GroupNorm backbone: whole step, inference), ``bf16`` (training as an option, inference),
+    ``int8`` (ONNX Runtime inference), ``accuracy`` (a trained checkpoint's keypoints in each precision).
     """
     out: dict[str, Any] = report["crosspose"]
     support = report["precision_support"]
     wanted = [p for p in args.precisions.split(",") if p]
     cpu = not spec["device"].startswith("cuda")
-    rows: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [("fp32", dict(spec), ("train", "infer"))]
+    rows: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [("fp32", {**spec, "stages": "whole"}, ("train", "infer")),
+                                                               ("stages", {**spec, "stages": "all"}, ("train",))]
     if args.gn_backbone and args.gn_backbone != spec["backbone"]:
         rows.append(("gn", {**spec, "backbone": args.gn_backbone, "stages": "whole"}, ("train", "infer")))
     if cpu and "bf16" in wanted and spec["precision"] != "bf16":
@@ -645,7 +649,7 @@ def run_deeplabcut(args: argparse.Namespace, spec: dict[str, Any], work: Path, b
 # -------------------------------------------------------------------------------- report
 def add_flop_fractions(report: dict[str, Any], peak_tflops: float | None) -> None:
     """Achieved FLOP/s of the crosspose training step, and its fraction of the GPU's bf16 peak."""
-    train = (report["crosspose"].get("fp32") or {}).get("train")
+    train = (report["crosspose"].get("stages") or {}).get("train")
     if not train or not train.get("train_flops_per_image"):
         return
     rate = train["whole_step"]["images_per_s"] or 0.0
