@@ -153,7 +153,12 @@ def bf16_numerics(module: Any, batch: dict[str, torch.Tensor], device: torch.dev
 
 
 def train_phase(spec: dict[str, Any]) -> dict[str, Any]:
-    """Data loading alone, model step alone, whole Lightning step."""
+    """Data loading alone, model step alone, whole Lightning step.
+
+    ``spec["stages"]``: ``all`` (default), ``whole`` (the Lightning step alone: its memory is what
+    ``crosspose fit`` takes) or ``apart`` (everything but the Lightning step, for a run that times
+    that step in a process of its own).
+    """
     from crosspose.data.datamodule import PoseDataModule
 
     memory = _MainMemory()
@@ -218,6 +223,8 @@ def train_phase(spec: dict[str, Any]) -> dict[str, Any]:
     del optimizer, preloaded
     gc.collect()
     memory.mark("model step alone (weights, gradients, optimizer, activations)", peak=True)
+    if spec.get("stages") == "apart":
+        return result
 
     # 3. whole step: what `crosspose fit` runs (Lightning loop, loader, host->device, logging)
     _fit_whole_step(spec, dm, module, device, n, result, memory)

@@ -105,11 +105,13 @@ def format_report(report: dict[str, Any]) -> str:
     lines += ["", *video_table(report)]
     lines += ["", *precision_table(report, support)]
     lines += ["", *memory_table(cp.get("fp32") or {}, cp.get("stages") or {})]
-    main = (cp.get("stages") or {}).get("train") or {}
+    fit = (cp.get("fp32") or {}).get("train") or {}
+    # the stages-apart run, with the Lightning step timed by the fit-alone run
+    main = {**((cp.get("stages") or {}).get("train") or {}), "whole_step": fit.get("whole_step")}
     lines += ["", *stage_table(main, (cp.get("fp32") or {}).get("infer") or {})]
     lines += ["", bottleneck_note(main)]
     lines += ["", *gpu_on_paper(main, s["batch"])]
-    ct = _rate((cp.get("fp32") or {}).get("train"), "whole_step", "images_per_s")
+    ct = _rate(fit, "whole_step", "images_per_s")
     if ct:
         hours = PAPER_STEPS * s["batch"] / ct / 3600
         lines += ["", f"The paper's fine-tune ({PAPER_STEPS:,} steps x batch 8) at this crosspose training "
@@ -252,19 +254,8 @@ def memory_table(run: dict[str, Any], stages: dict[str, Any] | None = None) -> l
     train = run.get("train") or {}
     lines = ["### Where crosspose's training memory goes (resident, MiB)", "",
              "| component | resident after | peak within |", "|---|---|---|"]
-    previous = 0
-    apart = ((stages or {}).get("train") or {}).get("main_memory") or []
-    for row in apart:
-        rss = row.get("rss_bytes") or 0
-        lines.append(f"| stages apart: {row['stage']} | {_mib(rss)} ({'+' if rss >= previous else ''}"
-                     f"{(rss - previous) / 2**20:,.0f}) | {_mib(row.get('peak_bytes'))} |")
-        previous = rss
-    previous = 0
-    for row in train.get("main_memory") or []:
-        rss = row.get("rss_bytes") or 0
-        lines.append(f"| fit process: {row['stage']} | {_mib(rss)} ({'+' if rss >= previous else ''}"
-                     f"{(rss - previous) / 2**20:,.0f}) | {_mib(row.get('peak_bytes'))} |")
-        previous = rss
+    lines += _stage_memory_rows("stages apart", ((stages or {}).get("train") or {}).get("main_memory") or [])
+    lines += _stage_memory_rows("fit process", train.get("main_memory") or [])
     mem = train.get("memory") or {}
     if mem.get("processes"):
         lines += ["", "| process | peak RSS | peak PSS (shared pages split) |", "|---|---|---|"]
@@ -273,6 +264,17 @@ def memory_table(run: dict[str, Any], stages: dict[str, Any] | None = None) -> l
         lines.append(f"| **whole tree at its peak** | {_mib(train.get('peak_rss_bytes'))} (summed) | "
                      f"{_mib(mem.get('peak_pss_bytes'))} |")
     return lines if len(lines) > 4 else []
+
+
+def _stage_memory_rows(process: str, marks: list[dict[str, Any]]) -> list[str]:
+    """One row per memory mark of a process: resident after the stage (its growth) and peak within."""
+    rows, previous = [], 0
+    for mark in marks:
+        rss = mark.get("rss_bytes") or 0
+        rows.append(f"| {process}: {mark['stage']} | {_mib(rss)} ({'+' if rss >= previous else ''}"
+                    f"{(rss - previous) / 2**20:,.0f}) | {_mib(mark.get('peak_bytes'))} |")
+        previous = rss
+    return rows
 
 
 def stage_table(train: dict[str, Any], infer: dict[str, Any]) -> list[str]:

@@ -365,7 +365,8 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
         "device": device, "size": args.size, "batch": args.batch, "backbone": args.backbone,
         "precision": precision,
         "channels_last": args.channels_last if args.channels_last is not None else True,
-        "compile": bool(args.compile), "workers": choose_loader_workers("auto" if args.workers is None else args.workers, "cuda" if gpu else "cpu"),
+        "compile": bool(args.compile),
+        "workers": choose_loader_workers("auto" if args.workers is None else args.workers, "cuda" if gpu else "cpu"),
         "threads": args.threads, "warmup": args.warmup, "repeats": args.repeats, "steps": args.steps,
         "video_frames": args.video_frames, "video_size": [vh, vw], "calibration_frames": args.calibration_frames,
     }
@@ -450,8 +451,8 @@ def run_crosspose(spec: dict[str, Any], args: argparse.Namespace, report: dict[s
 
     Rows: ``fp32`` (the configured backbone: the Lightning fit alone, as ``crosspose fit`` runs it,
     so its memory compares with DeepLabCut's training process; inference), ``stages`` (the same
-    network's training stages apart -- loading alone, model step alone, FLOPs, Lightning fit -- in
-    a process of their own, because their allocations would inflate the fit's memory), ``gn`` (the
+    network's training stages apart -- loading alone, model step alone, FLOPs -- in a process of
+    their own, because their allocations would inflate the fit's memory), ``gn`` (the
     GroupNorm backbone: whole step, inference), ``bf16`` (training as an option, inference),
     ``int8`` (ONNX Runtime inference), ``accuracy`` (a trained checkpoint's keypoints in each precision).
     """
@@ -460,7 +461,7 @@ def run_crosspose(spec: dict[str, Any], args: argparse.Namespace, report: dict[s
     wanted = [p for p in args.precisions.split(",") if p]
     cpu = not spec["device"].startswith("cuda")
     rows: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [("fp32", {**spec, "stages": "whole"}, ("train", "infer")),
-                                                               ("stages", {**spec, "stages": "all"}, ("train",))]
+                                                               ("stages", {**spec, "stages": "apart"}, ("train",))]
     if args.gn_backbone and args.gn_backbone != spec["backbone"]:
         rows.append(("gn", {**spec, "backbone": args.gn_backbone, "stages": "whole"}, ("train", "infer")))
     if cpu and "bf16" in wanted and spec["precision"] != "bf16":
@@ -650,9 +651,10 @@ def run_deeplabcut(args: argparse.Namespace, spec: dict[str, Any], work: Path, b
 def add_flop_fractions(report: dict[str, Any], peak_tflops: float | None) -> None:
     """Achieved FLOP/s of the crosspose training step, and its fraction of the GPU's bf16 peak."""
     train = (report["crosspose"].get("stages") or {}).get("train")
-    if not train or not train.get("train_flops_per_image"):
+    fit = (report["crosspose"].get("fp32") or {}).get("train") or {}
+    if not train or not train.get("train_flops_per_image") or not fit.get("whole_step"):
         return
-    rate = train["whole_step"]["images_per_s"] or 0.0
+    rate = fit["whole_step"]["images_per_s"] or 0.0
     achieved = rate * train["train_flops_per_image"]
     train["achieved_tflops"] = achieved / 1e12
     gpu = report["machine"].get("gpu")
