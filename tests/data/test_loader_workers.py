@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from crosspose.core.errors import ConfigError
 from crosspose.data.datamodule import PoseDataModule
@@ -40,3 +41,20 @@ def test_entry_modules_do_not_import_lightning(module: str) -> None:
     out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True, check=True)
     loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
     assert not {m for m in loaded if m.split(".")[0] in {"lightning", "timm", "matplotlib"}}
+
+
+def test_training_batches_do_not_depend_on_the_worker_count(tmp_path: Path) -> None:
+    # what lets `auto` pick a count per machine: every augmentation draw depends on (seed, epoch, index)
+    coco = write_tiny_coco(tmp_path, count=6, size=48)
+
+    def batches(workers: int) -> list[dict]:
+        dm = PoseDataModule(train_file=str(coco), input_size=32, batch_size=2, num_workers=workers, seed=5)
+        dm.setup("fit")
+        return list(dm.train_dataloader())
+
+    alone, two = batches(0), batches(2)
+    assert len(alone) == len(two) == 3
+    for a, b in zip(alone, two, strict=True):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), key
