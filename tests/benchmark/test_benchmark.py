@@ -61,7 +61,7 @@ def test_dlc_constraints_drop_only_clashing_pins(tmp_path: Path) -> None:
 
 
 TINY = ["--backbone", "resnet18", "--size", "32", "--batch", "2", "--images", "4", "--warmup", "1",
-        "--repeats", "1", "--steps", "1", "--workers", "0", "--device", "cpu", "--video-frames", "0"]
+        "--repeats", "1", "--steps", "1", "--workers", "0", "--device", "cpu", "--video-frames", "0", "--rounds", "1"]
 
 
 def test_crosspose_side_runs_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -105,15 +105,21 @@ def test_crosspose_side_runs_and_reports(tmp_path: Path, capsys: pytest.CaptureF
 
 @pytest.mark.slow
 def test_every_row_runs_on_a_tiny_network(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """GroupNorm row, bf16 training and inference, int8 through ONNX Runtime (whatever this CPU has)."""
+    """GroupNorm row, bf16 training and inference, int8 through ONNX Runtime (whatever this CPU has),
+    and a second round of every training row."""
     from crosspose.core.hardware import precision_support, read_cpu_features
 
     out_json = tmp_path / "report.json"
-    status = cli_main(["benchmark", "--workdir", str(tmp_path / "run"), "--skip-dlc", *TINY,
+    status = cli_main(["benchmark", "--workdir", str(tmp_path / "run"), "--skip-dlc", *TINY, "--rounds", "2",
                        "--gn-backbone", "resnet50_gn", "--json", str(out_json)])
-    assert status == 0, capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert status == 0, text
     report = json.loads(out_json.read_text())["crosspose"]
     assert report["gn"]["backbone"] == "resnet50_gn" and report["gn"]["train"]["whole_step"]["images_per_s"] > 0
+    for key in ("fp32", "gn"):
+        rounds = report[key]["train"]["whole_step"]["rounds"]
+        assert len(rounds) == 2 and all(r > 0 for r in rounds), key
+    assert "training: the mean of 2 rounds run in alternating order" in text
     support = precision_support(read_cpu_features())
     if support["bf16"] is None:
         assert report["bf16"]["infer"]["whole"]["images_per_s"] > 0

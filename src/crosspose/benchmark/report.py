@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from crosspose.benchmark.rounds import round_ratios
 from crosspose.core.hardware import REDUCED_PRECISION_FLAGS
 
 __all__ = ["DLC_VERSION", "H100_BF16_TFLOPS", "PAPER_STEPS", "bottleneck_note", "format_report", "gpu_on_paper",
@@ -64,8 +65,11 @@ def format_report(report: dict[str, Any]) -> str:
     dlc: dict[str, Any] = report.get("deeplabcut", {})
     support: dict[str, str | None] = report.get("precision_support", {})
     gpu = s["device"].startswith("cuda")
+    rounds = s.get("rounds", 1)
     lines = [f"## Throughput, {s['size']} px, batch {s['batch']}, {s['device']} (images/s, median of "
-             f"{s['repeats']} repeats after warm-up; memory: peak PSS of the process tree, summed RSS in brackets)",
+             f"{s['repeats']} repeats after warm-up" + (f"; training: the mean of {rounds} rounds run in alternating "
+                                                        "order" if rounds > 1 else "") +
+             "; memory: peak PSS of the process tree, summed RSS in brackets)",
              "", "| tool | backbone | precision | training | inference (image folder) | training peak memory "
              "| inference peak memory |", "|---|---|---|---|---|---|---|"]
     for name, run in _dlc_rows(dlc):
@@ -139,9 +143,13 @@ def margins(report: dict[str, Any]) -> list[str]:
              ("crosspose bf16 vs DeepLabCut BatchNorm fp32", cp.get("bf16"), dlc.get("resnet50")),
              ("crosspose bf16 vs DeepLabCut's default (fp32)", cp.get("bf16"), dlc.get("resnet50_gn"))]
     lines = ["| crosspose / DeepLabCut | training | inference |", "|---|---|---|"]
+    per_round = []
     for name, c, d in pairs:
         if not c or not d or c.get("unsupported"):
             continue
+        ratios = round_ratios((c.get("train") or {}).get("whole_step"), (d.get("train") or {}).get("summary"))
+        if len(ratios) > 1:
+            per_round.append(f"{name} {', '.join(_ratio(r, 1.0) if r else 'failed' for r in ratios)}")
         lines.append(f"| {name} | {_ratio(_rate(c.get('train'), 'whole_step', 'images_per_s'), _rate(d.get('train'), 'summary', 'images_per_s'))} | "
                      f"{_ratio(_rate(c.get('infer'), 'whole', 'images_per_s'), _rate(d.get('infer'), 'summary', 'images_per_s'))} |")
     int8 = (cp.get("int8") or {}).get("result")
@@ -151,7 +159,12 @@ def margins(report: dict[str, Any]) -> list[str]:
             if d:
                 lines.append(f"| crosspose int8 (ONNX Runtime) vs DeepLabCut `{dname}` fp32 | | "
                              f"{_ratio(_rate(int8, 'ort_int8', 'whole', 'images_per_s'), _rate(d.get('infer'), 'summary', 'images_per_s'))} |")
-    return lines if len(lines) > 2 else ["(no DeepLabCut row to compare with)"]
+    if len(lines) <= 2:
+        return ["(no DeepLabCut row to compare with)"]
+    if per_round:
+        lines += ["", "Training ratio round by round (rounds alternate the order of the rows, so the machine's "
+                  "drift over the run shows here and cancels from the mean): " + "; ".join(per_round) + "."]
+    return lines
 
 
 def precision_table(report: dict[str, Any], support: dict[str, str | None]) -> list[str]:

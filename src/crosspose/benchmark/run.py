@@ -19,7 +19,9 @@ Every measurement runs in a child process of its own, so the peak memory of one 
 set of the child and its data-loader workers, sampled; ``torch.cuda.max_memory_allocated`` on a
 GPU) is not inflated by another. Throughput is the median over repeats after warm-up steps; one
 repeat is a run of consecutive training steps (time between the starts of consecutive steps, so
-data waiting counts) or one pass over the image folder.
+data waiting counts) or one pass over the image folder. Training rows, where the margins are
+narrowest and the phases minutes apart, run again in rounds of reversed order (``--rounds``, 2 by
+default) and report the mean: the machine's drift cancels (:mod:`crosspose.benchmark.rounds`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from crosspose.benchmark.report import DLC_VERSION, PAPER_STEPS, format_report
+from crosspose.benchmark.rounds import add_round, finish_rounds, round_order, start_rounds
 from crosspose.benchmark.video import check_outputs, prepare_video, video_rows
 from crosspose.core.errors import ConfigError
 from crosspose.core.hardware import choose_loader_workers
@@ -315,6 +318,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=3, help="training steps dropped before timing (3)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats (3)")
     parser.add_argument("--steps", type=int, default=4, help="training steps per repeat (4)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="times every training row runs, each round in the reverse order of the one before, "
+                             "so that the machine's drift cancels from the mean (2; 1 = a single pass)")
     parser.add_argument("--gn-backbone", default="resnet50_gn",
                         help="crosspose also with this GroupNorm backbone, DeepLabCut's default ('' skips)")
     parser.add_argument("--precisions", default="fp32,bf16,int8",
@@ -350,6 +356,8 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError("--device cuda but torch sees no GPU")
     if args.size <= 0 or args.size % 16:
         raise ConfigError(f"--size must be a positive multiple of 16, got {args.size}")
+    if args.rounds < 1:
+        raise ConfigError(f"--rounds must be at least 1, got {args.rounds}")
     if args.batch <= 0 or args.images < args.batch:
         raise ConfigError(f"--images ({args.images}) must be at least --batch ({args.batch}) > 0")
     try:
@@ -368,6 +376,7 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
         "compile": bool(args.compile),
         "workers": choose_loader_workers("auto" if args.workers is None else args.workers, "cuda" if gpu else "cpu"),
         "threads": args.threads, "warmup": args.warmup, "repeats": args.repeats, "steps": args.steps,
+        "rounds": args.rounds,
         "video_frames": args.video_frames, "video_size": [vh, vw], "calibration_frames": args.calibration_frames,
     }
 
@@ -418,6 +427,8 @@ def run(args: argparse.Namespace) -> int:
         report["deeplabcut"]["skipped"] = {"available": False, "reason": "skipped (--skip-dlc)"}
     if not args.skip_crosspose:
         run_crosspose(spec, args, report, save)
+    run_training_rounds(spec, args, work, report, save)
+    if not args.skip_crosspose:
         if spec.get("video"):
             report["video"]["crosspose"] = video_rows(spec, report["video"]["prepare"], report["precision_support"],
                                                       [p for p in args.precisions.split(",") if p], args.timeout)
@@ -460,13 +471,7 @@ def run_crosspose(spec: dict[str, Any], args: argparse.Namespace, report: dict[s
     support = report["precision_support"]
     wanted = [p for p in args.precisions.split(",") if p]
     cpu = not spec["device"].startswith("cuda")
-    rows: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [("fp32", {**spec, "stages": "whole"}, ("train", "infer")),
-                                                               ("stages", {**spec, "stages": "apart"}, ("train",))]
-    if args.gn_backbone and args.gn_backbone != spec["backbone"]:
-        rows.append(("gn", {**spec, "backbone": args.gn_backbone, "stages": "whole"}, ("train", "infer")))
-    if cpu and "bf16" in wanted and spec["precision"] != "bf16":
-        rows.append(("bf16", {**spec, "precision": "bf16", "stages": "whole"}, ("train", "infer")))
-    for key, row_spec, phases in rows:
+    for key, row_spec, phases in crosspose_rows(spec, args):
         entry = out.setdefault(key, {"backbone": row_spec["backbone"], "precision": row_spec["precision"]})
         if key == "bf16" and support.get("bf16"):
             entry["unsupported"] = support["bf16"]
@@ -495,6 +500,70 @@ def run_crosspose(spec: dict[str, Any], args: argparse.Namespace, report: dict[s
     if save:
         save()
     return out
+
+
+def crosspose_rows(spec: dict[str, Any], args: argparse.Namespace) -> list[tuple[str, dict[str, Any], tuple[str, ...]]]:
+    """(key, phase spec, phases) of every PyTorch crosspose row, in the order the first pass runs them."""
+    wanted = [p for p in args.precisions.split(",") if p]
+    rows: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [("fp32", {**spec, "stages": "whole"}, ("train", "infer")),
+                                                               ("stages", {**spec, "stages": "apart"}, ("train",))]
+    if args.gn_backbone and args.gn_backbone != spec["backbone"]:
+        rows.append(("gn", {**spec, "backbone": args.gn_backbone, "stages": "whole"}, ("train", "infer")))
+    if not spec["device"].startswith("cuda") and "bf16" in wanted and spec["precision"] != "bf16":
+        rows.append(("bf16", {**spec, "precision": "bf16", "stages": "whole"}, ("train", "infer")))
+    return rows
+
+
+def run_training_rounds(spec: dict[str, Any], args: argparse.Namespace, work: Path, report: dict[str, Any],
+                        save: Any = None) -> None:
+    """Rounds 2..N of every training row that ran, each round in the reverse order of the one before.
+
+    Each row's summary keeps its rate per round; ``images_per_s`` becomes their mean
+    (:mod:`crosspose.benchmark.rounds` says why).
+    """
+    rows: list[tuple[str, dict[str, Any], Any]] = []  # (label, summary, runs the phase -> rate or None)
+    python = None
+    if any(isinstance(r, dict) and (r.get("train") or {}).get("summary") for r in report["deeplabcut"].values()):
+        python, _ = ensure_dlc(Path(args.dlc_venv).resolve(), install=False)
+    for backbone, result in report["deeplabcut"].items():
+        summary = (result.get("train") or {}).get("summary") if isinstance(result, dict) else None
+        if summary and summary.get("images_per_s") and python is not None:
+            rows.append((f"DeepLabCut {backbone}", summary,
+                         lambda b=backbone: _dlc_train_rate(python, spec, work, b, args.timeout)))
+    for key, row_spec, _ in crosspose_rows(spec, args):
+        summary = ((report["crosspose"].get(key) or {}).get("train") or {}).get("whole_step")
+        if key != "stages" and summary and summary.get("images_per_s"):
+            rows.append((f"crosspose {key}", summary, lambda s=row_spec: _crosspose_train_rate(s, args.timeout)))
+    for _, summary, _ in rows:
+        start_rounds(summary)
+    for index in range(1, spec["rounds"]):
+        for label, summary, time_it in round_order(rows, index):
+            print(f"[benchmark] round {index + 1}/{spec['rounds']}: {label} training ...", file=sys.stderr, flush=True)
+            add_round(summary, time_it())
+            if save:
+                save()
+    for _, summary, _ in rows:
+        finish_rounds(summary)
+
+
+def _crosspose_train_rate(row_spec: dict[str, Any], timeout: float) -> float | None:
+    result = _phase(row_spec, "train", timeout)
+    return (result.get("whole_step") or {}).get("images_per_s")
+
+
+def _dlc_train_rate(python: Path, spec: dict[str, Any], work: Path, backbone: str, timeout: float) -> float | None:
+    result, _, _ = run_child([str(python), str(Path(__file__).with_name("dlc_side.py")), "train",
+                              *_dlc_train_args(spec, work, backbone)], timeout=timeout)
+    if result is None:
+        return None
+    return summarise_steps([*result["step_starts"], result["end"]], result["step_images"],
+                           spec["warmup"], spec["repeats"])["images_per_s"]
+
+
+def _dlc_train_args(spec: dict[str, Any], work: Path, backbone: str) -> list[str]:
+    steps = spec["warmup"] + spec["repeats"] * spec["steps"] + 1
+    return [str(work / f"dlc-{spec['size']}"), str(steps), str(spec["batch"]), str(spec["size"]), spec["device"],
+            backbone]
 
 
 def label_workers(memory: dict[str, Any], worker_pids: dict[str, list[int]]) -> dict[str, Any]:
@@ -607,10 +676,9 @@ def run_deeplabcut(args: argparse.Namespace, spec: dict[str, Any], work: Path, b
     project = work / f"dlc-{spec['size']}"
     device = spec["device"]
     b = spec["batch"]
-    steps = spec["warmup"] + spec["repeats"] * spec["steps"] + 1
     out: dict[str, Any] = {"available": True, "model": f"resnet_50 (timm {backbone})"}
     phases = [("prepare", [str(project), spec["folder"], str(spec["size"])]),
-              ("train", [str(project), str(steps), str(b), str(spec["size"]), device, backbone]),
+              ("train", _dlc_train_args(spec, work, backbone)),
               ("infer", [str(project), spec["folder"], str(b), device, str(1 + spec["repeats"])])]
     if spec.get("video"):
         dest = work / "video" / f"dlc-{backbone}"
