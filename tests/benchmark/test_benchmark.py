@@ -119,7 +119,8 @@ def test_every_row_runs_on_a_tiny_network(tmp_path: Path, capsys: pytest.Capture
     for key in ("fp32", "gn"):
         rounds = report[key]["train"]["whole_step"]["rounds"]
         assert len(rounds) == 2 and all(r > 0 for r in rounds), key
-    assert "training: the mean of 2 rounds run in alternating order" in text
+        assert len(report[key]["infer"]["whole"]["rounds"]) == 2, key
+    assert "training and inference: the mean of 2 rounds run in alternating order" in text
     support = precision_support(read_cpu_features())
     if support["bf16"] is None:
         assert report["bf16"]["infer"]["whole"]["images_per_s"] > 0

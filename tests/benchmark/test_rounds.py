@@ -57,36 +57,46 @@ def test_a_failed_round_is_a_gap_not_a_zero() -> None:
     assert single == {"images_per_s": 3.0}
 
 
-def test_rounds_run_every_training_row_in_reverse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rounds_run_every_row_in_reverse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
     monkeypatch.setattr(bench_run, "ensure_dlc", lambda venv, install: (Path("python"), ""))
-    monkeypatch.setattr(bench_run, "_dlc_train_rate",
-                        lambda python, spec, work, backbone, timeout: calls.append(f"dlc {backbone}") or 1.0)
+    monkeypatch.setattr(bench_run, "_dlc_rates",
+                        lambda python, spec, work, backbone, timeout: calls.append(f"dlc {backbone}") or [1.0, 4.0])
 
-    def crosspose_rate(row_spec: dict[str, Any], timeout: float) -> float:
+    def crosspose_rates(row_spec: dict[str, Any], timeout: float) -> list[float | None]:
         calls.append(f"crosspose {row_spec['backbone']} {row_spec['precision']} {row_spec['stages']}")
-        return 3.0
+        return [3.0, None]  # a failed inference is a gap
 
-    monkeypatch.setattr(bench_run, "_crosspose_train_rate", crosspose_rate)
+    monkeypatch.setattr(bench_run, "_crosspose_rates", crosspose_rates)
+    monkeypatch.setattr(bench_run, "_int8_rates", lambda spec, timeout: calls.append("int8") or [10.0, 40.0])
     spec = {"device": "cpu", "backbone": "resnet50", "precision": "32", "rounds": 3}
     args = argparse.Namespace(precisions="fp32,bf16,int8", gn_backbone="resnet50_gn", dlc_venv="v", timeout=1.0)
     report: dict[str, Any] = {
-        "deeplabcut": {"resnet50": {"train": {"summary": {"images_per_s": 2.0}}},
+        "deeplabcut": {"resnet50": {"train": {"summary": {"images_per_s": 2.0}},
+                                    "infer": {"summary": {"images_per_s": 5.0}}},
                        "resnet50_gn": {"available": False, "reason": "failed"}},
-        "crosspose": {"fp32": {"train": {"whole_step": {"images_per_s": 2.0}}},
+        "crosspose": {"fp32": {"train": {"whole_step": {"images_per_s": 2.0}}, "infer": {"whole": {"images_per_s": 9.0}}},
                       "stages": {"train": {"model_step": {"images_per_s": 9.0}}},
                       "gn": {"train_error": "boom"},
-                      "bf16": {"train": {"whole_step": {"images_per_s": 5.0}}}}}
-    bench_run.run_training_rounds(spec, args, tmp_path, report, save=None)
+                      "bf16": {"train": {"whole_step": {"images_per_s": 5.0}}},
+                      "int8": {"result": {"ort_fp32": {"whole": {"images_per_s": 9.0}},
+                                          "ort_int8": {"whole": {"images_per_s": 30.0}}}}}}
+    bench_run.run_rounds(spec, args, tmp_path, report, save=None)
     # rows that ran in the first pass only; round 2 backwards, round 3 forwards
-    assert calls == ["crosspose resnet50 bf16 whole", "crosspose resnet50 32 whole", "dlc resnet50",
-                     "dlc resnet50", "crosspose resnet50 32 whole", "crosspose resnet50 bf16 whole"]
-    dlc = report["deeplabcut"]["resnet50"]["train"]["summary"]
-    assert dlc["rounds"] == [2.0, 1.0, 1.0] and dlc["images_per_s"] == pytest.approx(4 / 3)
-    assert report["crosspose"]["fp32"]["train"]["whole_step"]["rounds"] == [2.0, 3.0, 3.0]
+    forwards = ["dlc resnet50", "crosspose resnet50 32 whole", "crosspose resnet50 bf16 whole", "int8"]
+    assert calls == forwards[::-1] + forwards
+    dlc = report["deeplabcut"]["resnet50"]
+    assert dlc["train"]["summary"]["rounds"] == [2.0, 1.0, 1.0]
+    assert dlc["train"]["summary"]["images_per_s"] == pytest.approx(4 / 3)
+    assert dlc["infer"]["summary"]["images_per_s"] == pytest.approx(13 / 3)
+    fp32 = report["crosspose"]["fp32"]
+    assert fp32["train"]["whole_step"]["rounds"] == [2.0, 3.0, 3.0]
+    assert fp32["infer"]["whole"]["rounds"] == [9.0, None, None] and fp32["infer"]["whole"]["images_per_s"] == 9.0
+    assert report["crosspose"]["int8"]["result"]["ort_int8"]["whole"]["rounds"] == [30.0, 40.0, 40.0]
     text = "\n".join(margins(report))
     assert "| same architecture, BatchNorm | 2.00x |" in text  # (8/3) / (4/3)
-    assert "same architecture, BatchNorm 1.00x, 3.00x, 3.00x" in text
+    assert "same architecture, BatchNorm 1.00x, 3.00x, 3.00x | 1.80x, failed, failed" in text
+    assert "int8 vs DeepLabCut `resnet50` | 6.00x, 10.00x, 10.00x" in text
 
 
 def test_rounds_below_one_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -67,8 +67,8 @@ def format_report(report: dict[str, Any]) -> str:
     gpu = s["device"].startswith("cuda")
     rounds = s.get("rounds", 1)
     lines = [f"## Throughput, {s['size']} px, batch {s['batch']}, {s['device']} (images/s, median of "
-             f"{s['repeats']} repeats after warm-up" + (f"; training: the mean of {rounds} rounds run in alternating "
-                                                        "order" if rounds > 1 else "") +
+             f"{s['repeats']} repeats after warm-up" + (f"; training and inference: the mean of {rounds} rounds run "
+                                                        "in alternating order" if rounds > 1 else "") +
              "; memory: peak PSS of the process tree, summed RSS in brackets)",
              "", "| tool | backbone | precision | training | inference (image folder) | training peak memory "
              "| inference peak memory |", "|---|---|---|---|---|---|---|"]
@@ -147,9 +147,10 @@ def margins(report: dict[str, Any]) -> list[str]:
     for name, c, d in pairs:
         if not c or not d or c.get("unsupported"):
             continue
-        ratios = round_ratios((c.get("train") or {}).get("whole_step"), (d.get("train") or {}).get("summary"))
-        if len(ratios) > 1:
-            per_round.append(f"{name} {', '.join(_ratio(r, 1.0) if r else 'failed' for r in ratios)}")
+        train = round_ratios((c.get("train") or {}).get("whole_step"), (d.get("train") or {}).get("summary"))
+        infer = round_ratios((c.get("infer") or {}).get("whole"), (d.get("infer") or {}).get("summary"))
+        if len(train) > 1 or len(infer) > 1:
+            per_round.append(f"{name} {_round_list(train)} | {_round_list(infer)}")
         lines.append(f"| {name} | {_ratio(_rate(c.get('train'), 'whole_step', 'images_per_s'), _rate(d.get('train'), 'summary', 'images_per_s'))} | "
                      f"{_ratio(_rate(c.get('infer'), 'whole', 'images_per_s'), _rate(d.get('infer'), 'summary', 'images_per_s'))} |")
     int8 = (cp.get("int8") or {}).get("result")
@@ -157,14 +158,21 @@ def margins(report: dict[str, Any]) -> list[str]:
         for dname in ("resnet50", "resnet50_gn"):
             d = dlc.get(dname)
             if d:
+                infer = round_ratios((int8.get("ort_int8") or {}).get("whole"), (d.get("infer") or {}).get("summary"))
+                if len(infer) > 1:
+                    per_round.append(f"int8 vs DeepLabCut `{dname}` | {_round_list(infer)}")
                 lines.append(f"| crosspose int8 (ONNX Runtime) vs DeepLabCut `{dname}` fp32 | | "
                              f"{_ratio(_rate(int8, 'ort_int8', 'whole', 'images_per_s'), _rate(d.get('infer'), 'summary', 'images_per_s'))} |")
     if len(lines) <= 2:
         return ["(no DeepLabCut row to compare with)"]
     if per_round:
-        lines += ["", "Training ratio round by round (rounds alternate the order of the rows, so the machine's "
-                  "drift over the run shows here and cancels from the mean): " + "; ".join(per_round) + "."]
+        lines += ["", "Round by round, training | inference (rounds alternate the order of the rows, so the "
+                  "machine's drift over the run shows here and cancels from the mean): " + "; ".join(per_round) + "."]
     return lines
+
+
+def _round_list(ratios: list[float | None]) -> str:
+    return ", ".join(f"{r:.2f}x" if r else "failed" for r in ratios) if ratios else "n/a"
 
 
 def precision_table(report: dict[str, Any], support: dict[str, str | None]) -> list[str]:
@@ -299,8 +307,11 @@ def stage_table(train: dict[str, Any], infer: dict[str, Any]) -> list[str]:
               ("inference: whole (read, crop, forward, decode)", infer.get("whole"))]
     for name, st in stages:
         if st:
+            rounds = st.get("rounds") or []
             lines.append(f"| {name} | {_fmt(st.get('images_per_s'))} | "
-                         f"{', '.join(_fmt(r) for r in st.get('repeats', []))} |")
+                         f"{', '.join(_fmt(r) for r in st.get('repeats', []))}"
+                         + (f" (round 1); mean of rounds {', '.join(_fmt(r) for r in rounds)}" if len(rounds) > 1
+                            else "") + " |")
     return lines
 
 

@@ -19,9 +19,8 @@ Every measurement runs in a child process of its own, so the peak memory of one 
 set of the child and its data-loader workers, sampled; ``torch.cuda.max_memory_allocated`` on a
 GPU) is not inflated by another. Throughput is the median over repeats after warm-up steps; one
 repeat is a run of consecutive training steps (time between the starts of consecutive steps, so
-data waiting counts) or one pass over the image folder. Training rows, where the margins are
-narrowest and the phases minutes apart, run again in rounds of reversed order (``--rounds``, 2 by
-default) and report the mean: the machine's drift cancels (:mod:`crosspose.benchmark.rounds`).
+data waiting counts) or one pass over the image folder. The training and inference rows run again in rounds of reversed order (``--rounds``, 2 by default) and report
+the mean: the machine's drift over the run cancels (:mod:`crosspose.benchmark.rounds`).
 """
 
 from __future__ import annotations
@@ -319,7 +318,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats (3)")
     parser.add_argument("--steps", type=int, default=4, help="training steps per repeat (4)")
     parser.add_argument("--rounds", type=int, default=2,
-                        help="times every training row runs, each round in the reverse order of the one before, "
+                        help="times every training and inference row runs, each round in the reverse order of the one before, "
                              "so that the machine's drift cancels from the mean (2; 1 = a single pass)")
     parser.add_argument("--gn-backbone", default="resnet50_gn",
                         help="crosspose also with this GroupNorm backbone, DeepLabCut's default ('' skips)")
@@ -427,7 +426,7 @@ def run(args: argparse.Namespace) -> int:
         report["deeplabcut"]["skipped"] = {"available": False, "reason": "skipped (--skip-dlc)"}
     if not args.skip_crosspose:
         run_crosspose(spec, args, report, save)
-    run_training_rounds(spec, args, work, report, save)
+    run_rounds(spec, args, work, report, save)
     if not args.skip_crosspose:
         if spec.get("video"):
             report["video"]["crosspose"] = video_rows(spec, report["video"]["prepare"], report["precision_support"],
@@ -514,50 +513,79 @@ def crosspose_rows(spec: dict[str, Any], args: argparse.Namespace) -> list[tuple
     return rows
 
 
-def run_training_rounds(spec: dict[str, Any], args: argparse.Namespace, work: Path, report: dict[str, Any],
-                        save: Any = None) -> None:
-    """Rounds 2..N of every training row that ran, each round in the reverse order of the one before.
+def run_rounds(spec: dict[str, Any], args: argparse.Namespace, work: Path, report: dict[str, Any],
+               save: Any = None) -> None:
+    """Rounds 2..N of every training and inference row that ran, each round in the reverse order of the one before.
 
-    Each row's summary keeps its rate per round; ``images_per_s`` becomes their mean
-    (:mod:`crosspose.benchmark.rounds` says why).
+    A row is one tool configuration: its training phase, then its inference phase (DeepLabCut's
+    inference reads the snapshot its training just wrote). Each summary keeps its rate per round;
+    ``images_per_s`` becomes their mean (:mod:`crosspose.benchmark.rounds` says why). The video rows
+    are single cold runs and are not repeated.
     """
-    rows: list[tuple[str, dict[str, Any], Any]] = []  # (label, summary, runs the phase -> rate or None)
-    python = None
-    if any(isinstance(r, dict) and (r.get("train") or {}).get("summary") for r in report["deeplabcut"].values()):
-        python, _ = ensure_dlc(Path(args.dlc_venv).resolve(), install=False)
-    for backbone, result in report["deeplabcut"].items():
-        summary = (result.get("train") or {}).get("summary") if isinstance(result, dict) else None
-        if summary and summary.get("images_per_s") and python is not None:
-            rows.append((f"DeepLabCut {backbone}", summary,
-                         lambda b=backbone: _dlc_train_rate(python, spec, work, b, args.timeout)))
+    rows: list[tuple[str, list[dict[str, Any]], Any]] = []  # (label, summaries, runs the phases -> rates)
+    dlc = {b: r for b, r in report["deeplabcut"].items()
+           if isinstance(r, dict) and ((r.get("train") or {}).get("summary") or {}).get("images_per_s")}
+    python = ensure_dlc(Path(args.dlc_venv).resolve(), install=False)[0] if dlc else None
+    for backbone, result in dlc.items():
+        if python is not None:
+            summaries = [result["train"]["summary"], (result.get("infer") or {}).get("summary")]
+            rows.append((f"DeepLabCut {backbone}", summaries,
+                         lambda b=backbone: _dlc_rates(python, spec, work, b, args.timeout)))
     for key, row_spec, _ in crosspose_rows(spec, args):
-        summary = ((report["crosspose"].get(key) or {}).get("train") or {}).get("whole_step")
-        if key != "stages" and summary and summary.get("images_per_s"):
-            rows.append((f"crosspose {key}", summary, lambda s=row_spec: _crosspose_train_rate(s, args.timeout)))
-    for _, summary, _ in rows:
-        start_rounds(summary)
+        entry = report["crosspose"].get(key) or {}
+        summaries = [(entry.get("train") or {}).get("whole_step"), (entry.get("infer") or {}).get("whole")]
+        if key != "stages" and any(summaries):
+            rows.append((f"crosspose {key}", summaries,
+                         lambda s=row_spec: _crosspose_rates(s, args.timeout)))
+    int8 = (report["crosspose"].get("int8") or {}).get("result") or {}
+    if int8.get("ort_int8"):
+        rows.append(("crosspose int8", [int8["ort_fp32"].get("whole"), int8["ort_int8"].get("whole")],
+                     lambda: _int8_rates(spec, args.timeout)))
+    for _, summaries, _ in rows:
+        for summary in filter(None, summaries):
+            start_rounds(summary)
     for index in range(1, spec["rounds"]):
-        for label, summary, time_it in round_order(rows, index):
-            print(f"[benchmark] round {index + 1}/{spec['rounds']}: {label} training ...", file=sys.stderr, flush=True)
-            add_round(summary, time_it())
+        for label, summaries, time_it in round_order(rows, index):
+            print(f"[benchmark] round {index + 1}/{spec['rounds']}: {label} ...", file=sys.stderr, flush=True)
+            for summary, rate in zip(summaries, time_it(), strict=True):
+                if summary:
+                    add_round(summary, rate)
             if save:
                 save()
-    for _, summary, _ in rows:
-        finish_rounds(summary)
+    for _, summaries, _ in rows:
+        for summary in filter(None, summaries):
+            finish_rounds(summary)
 
 
-def _crosspose_train_rate(row_spec: dict[str, Any], timeout: float) -> float | None:
-    result = _phase(row_spec, "train", timeout)
-    return (result.get("whole_step") or {}).get("images_per_s")
+def _crosspose_rates(row_spec: dict[str, Any], timeout: float) -> list[float | None]:
+    """Training and inference images/s of one crosspose row (None for a phase that failed)."""
+    train = _phase(row_spec, "train", timeout)
+    infer = _phase(row_spec, "infer", timeout)
+    return [(train.get("whole_step") or {}).get("images_per_s"), (infer.get("whole") or {}).get("images_per_s")]
 
 
-def _dlc_train_rate(python: Path, spec: dict[str, Any], work: Path, backbone: str, timeout: float) -> float | None:
-    result, _, _ = run_child([str(python), str(Path(__file__).with_name("dlc_side.py")), "train",
-                              *_dlc_train_args(spec, work, backbone)], timeout=timeout)
-    if result is None:
-        return None
-    return summarise_steps([*result["step_starts"], result["end"]], result["step_images"],
-                           spec["warmup"], spec["repeats"])["images_per_s"]
+def _int8_rates(spec: dict[str, Any], timeout: float) -> list[float | None]:
+    """ONNX Runtime fp32 and int8 images/s (the int8 phase exports and calibrates again)."""
+    result = _phase(spec, "int8", timeout)
+    return [((result.get(k) or {}).get("whole") or {}).get("images_per_s") for k in ("ort_fp32", "ort_int8")]
+
+
+def _dlc_rates(python: Path, spec: dict[str, Any], work: Path, backbone: str, timeout: float) -> list[float | None]:
+    """DeepLabCut's training and inference images/s with one backbone (None for a phase that failed)."""
+    script = str(Path(__file__).with_name("dlc_side.py"))
+    trained, _, _ = run_child([str(python), script, "train", *_dlc_train_args(spec, work, backbone)], timeout=timeout)
+    if trained is None:
+        return [None, None]
+    train_rate = summarise_steps([*trained["step_starts"], trained["end"]], trained["step_images"],
+                                 spec["warmup"], spec["repeats"])["images_per_s"]
+    inferred, _, _ = run_child([str(python), script, "infer", *_dlc_infer_args(spec, work)], timeout=timeout)
+    infer_rate = summarise_passes(inferred["pass_seconds"], inferred["images"])["images_per_s"] if inferred else None
+    return [train_rate, infer_rate]
+
+
+def _dlc_infer_args(spec: dict[str, Any], work: Path) -> list[str]:
+    return [str(work / f"dlc-{spec['size']}"), spec["folder"], str(spec["batch"]), spec["device"],
+            str(1 + spec["repeats"])]
 
 
 def _dlc_train_args(spec: dict[str, Any], work: Path, backbone: str) -> list[str]:
@@ -679,7 +707,7 @@ def run_deeplabcut(args: argparse.Namespace, spec: dict[str, Any], work: Path, b
     out: dict[str, Any] = {"available": True, "model": f"resnet_50 (timm {backbone})"}
     phases = [("prepare", [str(project), spec["folder"], str(spec["size"])]),
               ("train", _dlc_train_args(spec, work, backbone)),
-              ("infer", [str(project), spec["folder"], str(b), device, str(1 + spec["repeats"])])]
+              ("infer", _dlc_infer_args(spec, work))]
     if spec.get("video"):
         dest = work / "video" / f"dlc-{backbone}"
         if dest.is_dir():  # analyze_videos skips a video whose output exists
