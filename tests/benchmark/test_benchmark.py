@@ -64,6 +64,7 @@ TINY = ["--backbone", "resnet18", "--size", "32", "--batch", "2", "--images", "4
         "--repeats", "1", "--steps", "1", "--workers", "0", "--device", "cpu", "--video-frames", "0", "--rounds", "1"]
 
 
+@pytest.mark.slow  # ~28 s of child processes; `make test` stays under 5 min
 def test_crosspose_side_runs_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from crosspose.core import hardware
