@@ -1,15 +1,16 @@
-"""Training rows timed in rounds of alternating order, so that a drifting machine cancels out.
+"""Benchmark rows timed in rounds of alternating order, so that a drifting machine cancels out.
 
 A shared or clock-boosting CPU changes speed over minutes. On this project's 2-core EPYC the same
 crosspose fit ran at 2.46 img/s in one benchmark and 3.3 an hour later, and DeepLabCut's rows moved
 up to 13 % between runs. A ratio of two rows timed ten minutes apart then holds the machine's drift
 as well as the tools' difference.
 
-``crosspose benchmark --rounds N`` times every training row N times: the first round is the full
-pass (training, inference, video, memory), the later rounds run the training phases only, in the
-reverse order of the round before (A B C, C B A, A B C, ...). Over an even number of rounds each row
-has the same mean position in time, so a drift that is linear in time cancels from the mean rates.
-The per-round ratios are kept, so the reader sees how much the machine moved.
+``crosspose benchmark --rounds N`` times every training and inference row N times: the first round
+is the full pass (training, inference, video, memory), the later rounds run each row's training and
+inference phases again, in the reverse order of the round before (A B C, C B A, A B C, ...). Over an
+even number of rounds each row has the same mean position in time, so a drift that is linear in time
+cancels from the mean rates. The per-round ratios are kept, so the reader sees how much the machine
+moved.
 
 Pure functions over the report's summaries (``{"images_per_s": ...}`` dicts); the orchestration
 that runs the phases lives in :mod:`crosspose.benchmark.run`.

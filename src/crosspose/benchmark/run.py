@@ -572,15 +572,21 @@ def _int8_rates(spec: dict[str, Any], timeout: float) -> list[float | None]:
 
 def _dlc_rates(python: Path, spec: dict[str, Any], work: Path, backbone: str, timeout: float) -> list[float | None]:
     """DeepLabCut's training and inference images/s with one backbone (None for a phase that failed)."""
-    script = str(Path(__file__).with_name("dlc_side.py"))
-    trained, _, _ = run_child([str(python), script, "train", *_dlc_train_args(spec, work, backbone)], timeout=timeout)
-    if trained is None:
-        return [None, None]
-    train_rate = summarise_steps([*trained["step_starts"], trained["end"]], trained["step_images"],
-                                 spec["warmup"], spec["repeats"])["images_per_s"]
-    inferred, _, _ = run_child([str(python), script, "infer", *_dlc_infer_args(spec, work)], timeout=timeout)
-    infer_rate = summarise_passes(inferred["pass_seconds"], inferred["images"])["images_per_s"] if inferred else None
-    return [train_rate, infer_rate]
+    rates: list[float | None] = []
+    for phase, extra in (("train", _dlc_train_args(spec, work, backbone)), ("infer", _dlc_infer_args(spec, work))):
+        result, _, _ = run_child([str(python), _DLC_SCRIPT, phase, *extra], timeout=timeout)
+        if result is None:  # a failed training leaves no snapshot for inference to time
+            return rates + [None] * (2 - len(rates))
+        rates.append(_dlc_summary(phase, result, spec)["images_per_s"])
+    return rates
+
+
+def _dlc_summary(phase: str, result: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    """Images/s of a DeepLabCut train or infer phase, from the raw times its script printed (consumed)."""
+    if phase == "train":
+        return summarise_steps([*result.pop("step_starts"), result["end"]], result.pop("step_images"),
+                               spec["warmup"], spec["repeats"])
+    return summarise_passes(result["pass_seconds"], result["images"])
 
 
 def _dlc_infer_args(spec: dict[str, Any], work: Path) -> list[str]:
@@ -604,6 +610,9 @@ def label_workers(memory: dict[str, Any], worker_pids: dict[str, list[int]]) -> 
 
 
 # ----------------------------------------------------------------------------- DeepLabCut
+_DLC_SCRIPT = str(Path(__file__).with_name("dlc_side.py"))
+"""The standalone script DeepLabCut's own Python runs, one phase per call."""
+
 def _dlc_python(venv: Path) -> Path:
     return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
@@ -700,7 +709,6 @@ def run_deeplabcut(args: argparse.Namespace, spec: dict[str, Any], work: Path, b
         python, reason = None, f"install failed: {exc}"
     if python is None:
         return {"available": False, "reason": reason}
-    script = str(Path(__file__).with_name("dlc_side.py"))
     project = work / f"dlc-{spec['size']}"
     device = spec["device"]
     b = spec["batch"]
@@ -718,7 +726,7 @@ def run_deeplabcut(args: argparse.Namespace, spec: dict[str, Any], work: Path, b
     for phase, extra in phases:
         print(f"[benchmark] DeepLabCut {phase} ...", file=sys.stderr, flush=True)
         memory: dict[str, Any] = {}
-        result, peak, error = run_child([str(python), script, phase, *extra], timeout=args.timeout, memory=memory)
+        result, peak, error = run_child([str(python), _DLC_SCRIPT, phase, *extra], timeout=args.timeout, memory=memory)
         if result is None:
             out.update(available=phase != "prepare" and out.get("train") is not None,
                        reason=f"{phase} failed: {error}")
@@ -730,11 +738,8 @@ def run_deeplabcut(args: argparse.Namespace, spec: dict[str, Any], work: Path, b
             continue
         result["peak_rss_bytes"] = peak
         result["memory"] = memory
-        if phase == "train":
-            result["summary"] = summarise_steps([*result.pop("step_starts"), result["end"]],
-                                                result.pop("step_images"), spec["warmup"], spec["repeats"])
-        elif phase == "infer":
-            result["summary"] = summarise_passes(result["pass_seconds"], result["images"])
+        if phase in ("train", "infer"):
+            result["summary"] = _dlc_summary(phase, result, spec)
         elif phase == "analyze":
             loop, frames = result.get("loop_seconds"), spec["video_frames"]
             result.update(frames=frames, frames_per_s=frames / loop if loop else None,
