@@ -109,3 +109,21 @@ def test_onnx_export_of_the_converted_deeplabcut_snapshot(tmp_path: Path, shared
     diff, scaled = onnx_differences(ckpt, target, sizes=((1, 225, 400), (1, 171, 203)))
     print(f"DeepLabCut snapshot, ONNX Runtime vs PyTorch max abs difference: {diff:.2e} (of the peak: {scaled:.2e})")
     assert scaled <= ONNX_TOLERANCE and diff < 1e-3
+
+
+def test_onnx_sessions_do_not_spin_between_runs(tmp_path: Path) -> None:
+    """Spinning ONNX Runtime threads take the cores that read the next frames (measured in model.py)."""
+    from onnx import TensorProto, helper
+
+    from crosspose.inference.model import onnx_session
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9)
+    onnx.save(model, str(tmp_path / "id.onnx"))
+    session = onnx_session(tmp_path / "id.onnx", threads=2)
+    options = session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.intra_op_num_threads == 2
+    assert session.run(None, {"x": np.array([3.0], np.float32)})[0].tolist() == [3.0]

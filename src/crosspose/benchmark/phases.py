@@ -382,12 +382,9 @@ def export_onnx(module: Any, path: str, size: tuple[int, int]) -> str:
 
 
 def _ort_session(path: str, threads: int) -> Any:
-    import onnxruntime as ort
+    from crosspose.inference.model import onnx_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    return onnx_session(path, threads=threads)
 
 
 def _ort_keypoints(module: Any, session: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -28,7 +28,7 @@ from torch import nn
 
 from crosspose.core.errors import CheckpointError, ConfigError
 from crosspose.core.io import atomic_path, atomic_torch_save, atomic_write_bytes
-from crosspose.inference.model import ONNX_CARD_KEY, build_network
+from crosspose.inference.model import ONNX_CARD_KEY, build_network, onnx_session
 from crosspose.models.inference import inference_copy
 from crosspose.models.transfer import METADATA_KEY
 
@@ -129,12 +129,10 @@ def onnx_differences(checkpoint: str | Path, onnx_path: str | Path,
     default: two sizes unlike the export's (multiples of 16, or for TF-slim networks, which take any
     size, odd and even ones that are not).
     """
-    import onnxruntime as ort
-
     net, card = build_network(checkpoint)
     if sizes is None:
         sizes = ((2, 61, 90), (1, 82, 47)) if card.input_multiple == 1 else ((2, 64, 96), (1, 80, 48))
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    session = onnx_session(onnx_path)
     rng = np.random.default_rng(seed)
     worst = scaled = 0.0
     for b, h, w in sizes:
