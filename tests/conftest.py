@@ -53,3 +53,13 @@ def tiny_timm_backbones(monkeypatch: pytest.MonkeyPatch) -> None:
         return real("resnet18", *args, **kwargs)
 
     monkeypatch.setattr(timm, "create_model", tiny)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``make test`` runs two workers): one torch thread per worker, not two each."""
+    import os
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
