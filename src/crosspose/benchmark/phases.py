@@ -381,12 +381,6 @@ def export_onnx(module: Any, path: str, size: tuple[int, int]) -> str:
     return path
 
 
-def _ort_session(path: str, threads: int) -> Any:
-    from crosspose.inference.model import onnx_session
-
-    return onnx_session(path, threads=threads)
-
-
 def _ort_keypoints(module: Any, session: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     from crosspose.training.module import to_original
 
@@ -402,6 +396,7 @@ def int8_phase(spec: dict[str, Any]) -> dict[str, Any]:
     from pathlib import Path
 
     from crosspose.data.datamodule import PoseDataModule
+    from crosspose.inference.model import onnx_session
     from crosspose.inference.quantize import quantize_onnx
 
     threads = spec.get("threads") or torch.get_num_threads()
@@ -421,7 +416,7 @@ def int8_phase(spec: dict[str, Any]) -> dict[str, Any]:
         out["quantize_seconds"] = time.perf_counter() - t0
         maps: dict[str, list[torch.Tensor]] = {}
         for name in ("fp32", "int8"):
-            session = _ort_session(str(Path(tmp) / f"{name}.onnx"), threads)
+            session = onnx_session(Path(tmp) / f"{name}.onnx", threads=threads)
             passes = []
             for _ in range(1 + spec["repeats"]):
                 t0 = time.perf_counter()
@@ -443,6 +438,7 @@ def accuracy_phase(spec: dict[str, Any]) -> dict[str, Any]:
 
     from crosspose.data.datamodule import PoseDataModule
     from crosspose.evaluation.score import evaluate
+    from crosspose.inference.model import onnx_session
     from crosspose.inference.quantize import quantize_onnx
     from crosspose.training.module import PoseEstimationModule, prediction_record
 
@@ -468,7 +464,7 @@ def accuracy_phase(spec: dict[str, Any]) -> dict[str, Any]:
             cv2.imwrite(str(calib / f"crop{i:03d}.png"), crop[:, :, ::-1])
         fp32 = export_onnx(module, str(Path(tmp) / "fp32.onnx"), (size, size))
         quantize_onnx(fp32, calib, Path(tmp) / "int8.onnx")
-        session = _ort_session(str(Path(tmp) / "int8.onnx"), torch.get_num_threads())
+        session = onnx_session(Path(tmp) / "int8.onnx", threads=torch.get_num_threads())
         keypoints["int8"] = torch.cat([_ort_keypoints(module, session, b)[0] for b in batches])
     indices = torch.cat([b["index"] for b in batches]).tolist()
     names = module.keypoint_names if gt.num_keypoints != module.hparams.num_keypoints else None

@@ -147,9 +147,9 @@ class TreeMemorySampler:
 
     RSS (``/proc/PID/statm``, a counter) is read every ``interval``; PSS only when the tree's summed RSS
     passes the highest RSS at which PSS was read by 1 %, and otherwise every ``pss_interval`` s (so the
-    PSS peak may be missed by about 1 %). PSS comes from ``smaps_rollup``, which
-    walks the process's page tables under its memory-map lock: read ten times a second it slowed the
-    measured training (bf16 ResNet-50, 2-core EPYC, two pairs) from 6.26 / 6.42 to 5.19 / 5.14 img/s.
+    PSS peak may be missed by about 1 %). PSS comes from ``smaps_rollup``, which walks the process's
+    page tables under its memory-map lock: read ten times a second it slowed the measured training
+    (bf16 ResNet-50, 2-core EPYC, two pairs) from 6.26 / 6.42 to 5.19 / 5.14 img/s.
     """
 
     def __init__(self, pid: int, interval: float = 0.1, pss_interval: float = 2.0) -> None:
