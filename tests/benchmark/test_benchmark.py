@@ -95,6 +95,8 @@ def test_crosspose_side_runs_and_reports(tmp_path: Path, capsys: pytest.CaptureF
     assert report["crosspose"]["int8"]["unsupported"].startswith("not supported on this CPU")
     assert "train" not in report["crosspose"]["bf16"]
     assert report["machine"]["cpu_flags"] == ["avx2"]
+    ceilings = report["machine"]["matmul"]["gmac_per_s"]
+    assert ceilings["fp32"] > 0 and ceilings["bf16"] is None and ceilings["int8"] is None
     assert "not supported on this CPU (no avx512_bf16" in text and "flags for reduced precision: avx2" in text
     assert "(absent: avx512_bf16 amx_bf16 amx_int8 amx_tile avx512_vnni avx_vnni avx512f)" in text
     loader = apart["train"]["loader_cpu"]
@@ -129,6 +131,25 @@ def test_every_row_runs_on_a_tiny_network(tmp_path: Path, capsys: pytest.Capture
     if support["int8"] is None:
         result = report["int8"]["result"]
         assert result["ort_int8"]["whole"]["images_per_s"] > 0 and result["quantize"]["quantize_nodes"] > 0
+        assert len(result["ort_int8"]["whole"]["rounds"]) == 2  # round 2 timed the files round 1 wrote
+        assert (tmp_path / "run" / "int8" / "int8.onnx").is_file()
+
+
+def test_int8_rounds_time_the_files_the_first_pass_wrote(tmp_path: Path) -> None:
+    from crosspose.benchmark.phases import int8_phase
+
+    make_synthetic_images(tmp_path / "images", 4, 32)  # the images, and their annotations beside them
+    folder = tmp_path / "images"
+    spec = {"backbone": "resnet18", "channels_last": True, "compile": False, "size": 32, "batch": 2,
+            "workers": 0, "repeats": 1, "threads": 1, "folder": str(folder), "calibration_images": 4,
+            "onnx_dir": str(tmp_path / "int8")}
+    first = int8_phase(spec)
+    written = {n: (tmp_path / "int8" / f"{n}.onnx").stat().st_mtime_ns for n in ("fp32", "int8")}
+    assert first["quantize"]["quantize_nodes"] > 0
+    again = int8_phase({**spec, "reuse_onnx": True})
+    assert "quantize" not in again and again["ort_int8"]["whole"]["images_per_s"] > 0
+    assert {n: (tmp_path / "int8" / f"{n}.onnx").stat().st_mtime_ns for n in ("fp32", "int8")} == written
+    assert again["int8_heatmap_rel_rmse"] == pytest.approx(first["int8_heatmap_rel_rmse"])
 
 
 def test_report_marks_rows_and_names_margins() -> None:
@@ -142,7 +163,10 @@ def test_report_marks_rows_and_names_margins() -> None:
                 "int8": {"pckh": 0.79, "px_mean": 0.4, "px_median": 0.2, "px_mean_detected": 0.3}}
     int8 = {"result": {"ort_int8": {"whole": {"images_per_s": 20.0}}, "ort_fp32": {"whole": {"images_per_s": 12.0}},
                        "int8_heatmap_rel_rmse": 0.03}}
-    report = {"settings": settings, "machine": {"cpu": "x", "cores": 2, "torch": "t", "torch_threads": 2},
+    matmul = {"gmac_per_s": {"fp32": 100.0, "bf16": None, "int8": 400.0}, "unsupported": {"bf16": no_bf16},
+              "size": 2048, "threads": 2}
+    report = {"settings": settings, "machine": {"cpu": "x", "cores": 2, "torch": "t", "torch_threads": 2,
+                                                "matmul": matmul},
               "precision_support": {"fp32": None, "bf16": no_bf16, "int8": None},
               "crosspose": {"fp32": {"backbone": "resnet50", "train": {"whole_step": {"images_per_s": 4.0}},
                                      "infer": {"whole": {"images_per_s": 10.0}}},
@@ -160,6 +184,10 @@ def test_report_marks_rows_and_names_margins() -> None:
     assert f"| bf16 autocast (PyTorch) | {no_bf16} |" in text
     assert "| int8 static QDQ (ONNX Runtime) | 20.00 | 2.00x | 3.00 % | 0.40 / 0.20; 0.30 | 0.7900 |" in text
     assert "train_error: boom" in text
+    # each inference row against its precision's ceiling: 8 GMAC per image (16 GFLOP forward)
+    assert "| DeepLabCut `resnet50` | fp32 | 5.00 | 40 | 40 % |" in text
+    assert "| crosspose int8 (ONNX Runtime; output layers fp32) | int8 | 20.00 | 160 | 40 % |" in text
+    assert f"; bf16: {no_bf16}." in text
     # on paper: 20 % of 989 TFLOP/s over 50 GFLOP per image = 3,956 img/s; x 2 ms of loader CPU = 7.9 cores
     assert "| 20 % | 3,956 | 7.9 |" in text
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from crosspose.benchmark.matmul import ceiling_lines, ceiling_rows
 from crosspose.benchmark.rounds import round_ratios
 from crosspose.core.hardware import REDUCED_PRECISION_FLAGS
 
@@ -108,6 +109,7 @@ def format_report(report: dict[str, Any]) -> str:
     lines += ["", *margins(report)]
     lines += ["", *video_table(report)]
     lines += ["", *precision_table(report, support)]
+    lines += ["", *ceiling_table(report)]
     lines += ["", *memory_table(cp.get("fp32") or {}, cp.get("stages") or {})]
     fit = (cp.get("fp32") or {}).get("train") or {}
     # the stages-apart run, with the Lightning step timed by the fit-alone run
@@ -208,6 +210,33 @@ def precision_table(report: dict[str, Any], support: dict[str, str | None]) -> l
         lines += ["", f"int8: calibrated on {q['calibration_images']} of the benchmark images "
                   f"({int8.get('quantize_seconds', 0):.0f} s); `crosspose quantize` does the same on your frames."]
     return lines
+
+
+DLC_DEFAULT_ROW = "DeepLabCut `resnet50_gn` (its default)"
+INFERENCE_TARGET = 6.0  # the speed-up over DeepLabCut's default that the int8 / bf16 rows aim at
+
+
+def ceiling_table(report: dict[str, Any]) -> list[str]:
+    """Each inference row against this CPU's matrix-multiply rate in its precision (CPU runs only)."""
+    matmul = report.get("machine", {}).get("matmul")
+    stages = ((report.get("crosspose", {}).get("stages") or {}).get("train") or {})
+    if not matmul or "gmac_per_s" not in matmul or not stages.get("infer_flops_per_image"):
+        return []
+    cp, dlc = report.get("crosspose", {}), report.get("deeplabcut", {})
+    int8 = (cp.get("int8") or {}).get("result") or {}
+    rows = [(DLC_DEFAULT_ROW, "fp32", _rate((dlc.get("resnet50_gn") or {}).get("infer"), "summary", "images_per_s")),
+            ("DeepLabCut `resnet50`", "fp32", _rate((dlc.get("resnet50") or {}).get("infer"), "summary", "images_per_s"))]
+    for key, label, precision in (("fp32", "crosspose", "fp32"), ("gn", "crosspose GroupNorm", "fp32"),
+                                  ("bf16", "crosspose bf16 autocast", "bf16")):
+        rate = _rate((cp.get(key) or {}).get("infer"), "whole", "images_per_s")
+        if rate:
+            rows.append((label, precision, rate))
+    rows.append(("crosspose int8 (ONNX Runtime; output layers fp32)", "int8",
+                 _rate(int8, "ort_int8", "whole", "images_per_s")))
+    gmac = stages["infer_flops_per_image"] / 2e9
+    kept = [r for r in rows if r[2]]
+    return ceiling_lines(ceiling_rows(kept, gmac, matmul["gmac_per_s"]), matmul, gmac,
+                         reference=DLC_DEFAULT_ROW, target=INFERENCE_TARGET)
 
 
 def _shares(row: dict[str, Any]) -> str:

@@ -447,6 +447,11 @@ def run(args: argparse.Namespace) -> int:
         report["deeplabcut"]["skipped"] = {"available": False, "reason": "skipped (--skip-dlc)"}
     if not args.skip_crosspose:
         run_crosspose(spec, args, report, save)
+        if not spec["device"].startswith("cuda"):
+            print("[benchmark] this CPU's matrix-multiply rates ...", file=sys.stderr, flush=True)
+            matmul = _phase({**spec, "precision_support": report["precision_support"]}, "matmul", args.timeout)
+            report["machine"]["matmul"] = {k: v for k, v in matmul.items() if k not in ("memory", "peak_rss_bytes")}
+            save()
     run_rounds(spec, args, work, report, save)
     if not args.skip_crosspose:
         if spec.get("video"):
@@ -510,7 +515,7 @@ def run_crosspose(spec: dict[str, Any], args: argparse.Namespace, report: dict[s
             out["int8"] = {"unsupported": support["int8"]}
         else:
             print("[benchmark] crosspose int8 (export, calibrate, ONNX Runtime) ...", file=sys.stderr, flush=True)
-            result = _phase(spec, "int8", args.timeout)
+            result = _phase({**spec, "onnx_dir": str(Path(args.workdir).resolve() / "int8")}, "int8", args.timeout)
             out["int8"] = {"error": result["error"]} if "error" in result else {"result": result}
     if args.accuracy_checkpoint and args.accuracy_data:
         print("[benchmark] accuracy of fp32 / bf16 / int8 on the checkpoint ...", file=sys.stderr, flush=True)
@@ -561,7 +566,7 @@ def run_rounds(spec: dict[str, Any], args: argparse.Namespace, work: Path, repor
     int8 = (report["crosspose"].get("int8") or {}).get("result") or {}
     if int8.get("ort_int8"):
         rows.append(("crosspose int8", [int8["ort_fp32"].get("whole"), int8["ort_int8"].get("whole")],
-                     lambda: _int8_rates(spec, args.timeout)))
+                     lambda: _int8_rates({**spec, "onnx_dir": str(work / "int8")}, args.timeout)))
     for _, summaries, _ in rows:
         for summary in filter(None, summaries):
             start_rounds(summary)
@@ -586,8 +591,8 @@ def _crosspose_rates(row_spec: dict[str, Any], timeout: float) -> list[float | N
 
 
 def _int8_rates(spec: dict[str, Any], timeout: float) -> list[float | None]:
-    """ONNX Runtime fp32 and int8 images/s (the int8 phase exports and calibrates again)."""
-    result = _phase(spec, "int8", timeout)
+    """ONNX Runtime fp32 and int8 images/s of the files the first pass wrote to ``spec["onnx_dir"]``."""
+    result = _phase({**spec, "reuse_onnx": True}, "int8", timeout)
     return [((result.get(k) or {}).get("whole") or {}).get("images_per_s") for k in ("ort_fp32", "ort_int8")]
 
 
