@@ -18,6 +18,7 @@ BAD_OPTIONS = {
     "lr scale negative": (["--model.backbone_lr_scale", "-0.1"], "model.backbone_lr_scale must be 0 or more"),
     "unknown freeze level": (["--model.freeze", "stage9"], "model.freeze"),
     "unknown heads mode": (["--model.heads", "copy"], "model.heads"),
+    "unknown compile mode": (["--model.compile", "fastest"], "model.compile"),
     "unknown option": (["--model.nope", "3"], "unrecognized arguments"),
     "batch size negative": (["--data.batch_size", "-2"], "data.batch_size must be positive"),
     "workers negative": (["--data.num_workers", "-1"], "data.num_workers must be 0 or more"),

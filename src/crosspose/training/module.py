@@ -23,9 +23,44 @@ from crosspose.training.distributed import gather_rows
 from crosspose.training.losses import pose_loss
 from crosspose.training.schedulers import ScheduleName, build_scheduler
 
-__all__ = ["PoseEstimationModule", "to_original"]
+__all__ = ["COMPILE_MODES", "PoseEstimationModule", "compile_mode", "compile_network", "to_original"]
 
 log = logging.getLogger("crosspose")
+
+# torch.compile's modes; the two that capture CUDA graphs are marked
+CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+COMPILE_MODES: tuple[str, ...] = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+
+
+def compile_mode(setting: bool | str) -> str | Literal[False] | None:
+    """``torch.compile``'s mode for ``model.compile``: False (off), None (its default) or the mode named."""
+    if isinstance(setting, bool):
+        return None if setting else False
+    if setting not in COMPILE_MODES:
+        raise ConfigError(f"model.compile must be true, false or one of {', '.join(COMPILE_MODES)}; got {setting!r}")
+    return setting
+
+
+def compile_network(net: torch.nn.Module, setting: bool | str) -> torch.nn.Module:
+    """``net`` under ``torch.compile`` (``True``: its default mode; a string: that mode), else ``net``.
+
+    The CUDA-graph modes gain nothing while BatchNorm statistics train: each step writes the running
+    statistics (an input mutation), so PyTorch skips the graphs, and under DDP such a network was
+    reported slower than without them (pytorch/pytorch#139207). That case gets a warning, not an
+    error: ``norm: frozen`` (DeeperCut) or a GroupNorm backbone keeps the graphs.
+    """
+    mode = compile_mode(setting)
+    if mode is False:
+        return net
+    # PoseNetwork puts its BatchNorm layers in eval mode at train() when norm is frozen; frozen stages
+    # hold FrozenBatchNorm2d, which is no _BatchNorm
+    trains_statistics = getattr(net, "norm", "batch") != "frozen" and any(
+        isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats for m in net.modules())
+    if mode in CUDA_GRAPH_MODES and trains_statistics:
+        log.warning("model.compile %s: BatchNorm statistics train in this network, so PyTorch skips its "
+                    "CUDA graphs (input mutation); use norm: frozen, a GroupNorm backbone, or compile: true", mode)
+    return torch.compile(net, mode=mode)  # type: ignore[return-value]
 
 
 def to_original(points: torch.Tensor, to_original: torch.Tensor) -> torch.Tensor:
@@ -69,7 +104,8 @@ class PoseEstimationModule(L.LightningModule):
         unfreeze: gradual unfreezing, ``{step: level}`` (e.g. ``{2000: stage3, 5000: none}`` after
             ``freeze: backbone``); see crosspose.models.unfreeze. Single process only.
         channels_last: NHWC memory format (faster convolutions on CPU and tensor cores).
-        compile: ``torch.compile`` the network.
+        compile: ``torch.compile`` the network: ``true`` (its default mode) or a mode, e.g.
+            ``reduce-overhead`` (CUDA graphs on a GPU; see :func:`compile_network`).
 
     Validation scores PCKh@0.5 (the paper's metric, fixed by docs/metrics.md); checkpoints from
     before the unused ``pck_alpha`` option was removed still load (Lightning drops unknown hparams).
@@ -117,7 +153,7 @@ class PoseEstimationModule(L.LightningModule):
         freeze: FreezeLevel = "none",
         unfreeze: dict[int, FreezeLevel] | None = None,
         channels_last: bool = True,
-        compile: bool = False,
+        compile: bool | CompileMode = False,
     ) -> None:
         super().__init__()
         if num_keypoints <= 0:
@@ -125,6 +161,7 @@ class PoseEstimationModule(L.LightningModule):
         if keypoint_names is not None and len(keypoint_names) != num_keypoints:
             raise ConfigError(f"model.keypoint_names has {len(keypoint_names)} names but "
                               f"model.num_keypoints is {num_keypoints}")
+        compile_mode(compile)  # an unknown mode is a ConfigError now, not at setup
         positive("model.radius", radius)
         if sigma is not None:
             positive("model.sigma", sigma)
@@ -187,8 +224,7 @@ class PoseEstimationModule(L.LightningModule):
             freeze_backbone(self.net.backbone, hp.freeze)
         if hp.channels_last:
             self.net.to(memory_format=torch.channels_last)
-        if hp.compile:
-            self.net = torch.compile(self.net)  # type: ignore[assignment]
+        self.net = compile_network(self.net, hp.compile)  # type: ignore[assignment]
         self._prepared = True
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
