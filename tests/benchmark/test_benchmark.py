@@ -152,6 +152,33 @@ def test_int8_rounds_time_the_files_the_first_pass_wrote(tmp_path: Path) -> None
     assert again["int8_heatmap_rel_rmse"] == pytest.approx(first["int8_heatmap_rel_rmse"])
 
 
+def test_accuracy_phase_compares_each_precision_with_fp32(tmp_path: Path) -> None:
+    import lightning
+    import torch
+
+    from crosspose.benchmark.phases import accuracy_phase
+    from crosspose.core.skeletons import MPII
+    from crosspose.training.module import PoseEstimationModule
+
+    coco = make_synthetic_images(tmp_path / "images", 4, 32)
+    torch.manual_seed(0)
+    module = PoseEstimationModule(num_keypoints=len(MPII.keypoints), keypoint_names=list(MPII.keypoints),
+                                  backbone="resnet18", pretrained=False)
+    checkpoint = tmp_path / "random.ckpt"
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
+                "pytorch-lightning_version": lightning.__version__}, checkpoint)
+    out = accuracy_phase({"checkpoint": str(checkpoint), "test_file": str(coco), "accuracy_size": 32,
+                          "threads": 1, "backbone": "resnet18", "channels_last": True, "compile": False})
+    assert out["instances"] == 4 and out["input_size"] == 32
+    assert out["fp32"]["px_mean"] == 0.0 and out["fp32"]["px_median"] == 0.0
+    for precision in ("bf16", "int8"):
+        row = out[precision]
+        assert 0.0 <= row["pckh"] <= 100.0, precision  # percent, as the report prints it
+        # distances in original pixels, inside the padded crop of a 32 px image
+        assert 0.0 <= row["px_median"] and 0.0 <= row["px_mean"] < 2 * 32 * 2**0.5, precision
+        assert row["px_mean_detected"] is None or row["px_mean_detected"] >= 0.0, precision
+
+
 def test_report_marks_rows_and_names_margins() -> None:
     settings = {"size": 32, "batch": 2, "device": "cpu", "repeats": 1, "backbone": "resnet50",
                 "precision": "32", "channels_last": True, "compile": False, "workers": 0}
