@@ -12,15 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from crosspose.benchmark.run import (
-    bf16_peak_tflops,
-    conflicting_pins,
-    dlc_constraints,
-    format_report,
-    make_synthetic_images,
-    summarise_passes,
-    summarise_steps,
-)
+from crosspose.benchmark.dlc_runner import conflicting_pins, dlc_constraints
+from crosspose.benchmark.measure import summarise_passes, summarise_steps
+from crosspose.benchmark.report import format_report
+from crosspose.benchmark.run import bf16_peak_tflops, make_synthetic_images
 from crosspose.cli import main as cli_main
 from crosspose.data.coco import load_coco_keypoints
 
@@ -227,7 +222,7 @@ def test_bad_size_is_a_config_error(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 @pytest.mark.skipif(sys.platform != "linux", reason="memory sampling reads /proc")
 def test_tree_memory_sampler_sees_the_process(tmp_path: Path) -> None:
-    from crosspose.benchmark.run import run_child
+    from crosspose.benchmark.measure import run_child
 
     result, peak, error = run_child([sys.executable, "-c", "import json; b = bytearray(50_000_000); "
                                      "import time; time.sleep(0.3); print(json.dumps({'ok': len(b)}))"])
@@ -237,7 +232,7 @@ def test_tree_memory_sampler_sees_the_process(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(sys.platform != "linux", reason="memory sampling reads /proc")
 def test_sampler_names_forkserver_and_its_workers(tmp_path: Path) -> None:
-    from crosspose.benchmark.run import run_child
+    from crosspose.benchmark.measure import run_child
 
     script = tmp_path / "fs.py"
     script.write_text("import json, multiprocessing as mp, time\nif __name__ == '__main__':\n"
@@ -255,7 +250,7 @@ def test_sampler_reads_pss_only_when_rss_grows_or_rarely(tmp_path: Path) -> None
     """smaps_rollup walks the page tables of the measured process: read 10x a second it slowed training ~18 %."""
     import subprocess
 
-    from crosspose.benchmark.run import TreeMemorySampler
+    from crosspose.benchmark.measure import TreeMemorySampler
 
     script = tmp_path / "steady.py"
     script.write_text("import time\nblock = b'x' * (64 << 20)\nprint('ready', flush=True)\ntime.sleep(1.5)\n")

@@ -60,7 +60,7 @@ def test_a_failed_round_is_a_gap_not_a_zero() -> None:
 def test_rounds_run_every_row_in_reverse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
     monkeypatch.setattr(bench_run, "ensure_dlc", lambda venv, install: (Path("python"), ""))
-    monkeypatch.setattr(bench_run, "_dlc_rates",
+    monkeypatch.setattr(bench_run, "dlc_rates",
                         lambda python, spec, work, backbone, timeout: calls.append(f"dlc {backbone}") or [1.0, 4.0])
 
     def crosspose_rates(row_spec: dict[str, Any], timeout: float) -> list[float | None]:

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from crosspose.benchmark.run import summarise_passes, summarise_steps
+from crosspose.benchmark.measure import summarise_passes, summarise_steps
 
 
 def _sync(device: torch.device) -> None:

@@ -26,40 +26,26 @@ the mean: the machine's drift over the run cancels (:mod:`crosspose.benchmark.ro
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import platform
-import shutil
-import statistics
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from crosspose.benchmark.report import DLC_VERSION, PAPER_STEPS, format_report
+from crosspose.benchmark.dlc_runner import dlc_rates, ensure_dlc, run_deeplabcut
+from crosspose.benchmark.measure import label_workers, run_child
+from crosspose.benchmark.report import PAPER_STEPS, format_report
 from crosspose.benchmark.rounds import add_round, finish_rounds, round_order, start_rounds
 from crosspose.benchmark.video import check_outputs, prepare_video, video_rows
 from crosspose.core.errors import ConfigError
 from crosspose.core.hardware import choose_loader_workers
 from crosspose.core.io import atomic_path, atomic_write_text
 
-__all__ = [
-    "DLC_VERSION",
-    "PAPER_STEPS",
-    "TreeMemorySampler",
-    "configure_parser",
-    "format_report",
-    "make_synthetic_images",
-    "run",
-    "run_crosspose",
-    "run_deeplabcut",
-    "summarise_steps",
-]
+__all__ = ["PAPER_STEPS", "configure_parser", "make_synthetic_images", "run", "run_crosspose", "run_rounds"]
 
 
 _NUM_KEYPOINTS = 16
@@ -109,183 +95,6 @@ def make_synthetic_images(folder: Path, count: int, size: int, seed: int = 0) ->
     coco = folder.parent / "train.json"
     save_coco_keypoints(coco, images, annotations, MPII.coco_category())
     return coco
-
-
-# ------------------------------------------------------------------------------ statistics
-def summarise_steps(starts: list[float], images: list[int], warmup: int, repeats: int) -> dict[str, Any]:
-    """Images/s from step start times: drop ``warmup`` steps, split the rest into ``repeats`` runs.
-
-    Step i lasts from its start to the start of step i + 1 (so a step that waits for data pays for
-    it); the last start only closes the step before it. Returns the median and every repeat.
-    """
-    durations = [b - a for a, b in itertools.pairwise(starts)][warmup:]
-    counts = images[warmup: warmup + len(durations)]
-    if not durations:
-        return {"images_per_s": None, "repeats": [], "steps": 0}
-    repeats = max(1, min(repeats, len(durations)))
-    chunks = np.array_split(np.arange(len(durations)), repeats)
-    rates = [float(sum(counts[i] for i in c) / sum(durations[i] for i in c)) for c in chunks if len(c)]
-    return {"images_per_s": statistics.median(rates), "repeats": rates, "steps": len(durations)}
-
-
-def summarise_passes(seconds: list[float], images: int, warmup: int = 1) -> dict[str, Any]:
-    """Images/s of whole passes over a folder, the first ``warmup`` passes dropped."""
-    kept = seconds[warmup:] or seconds
-    rates = [images / s for s in kept]
-    return {"images_per_s": statistics.median(rates), "repeats": rates, "passes": len(kept)}
-
-
-# --------------------------------------------------------------------------------- memory
-class TreeMemorySampler:
-    """Peak memory of a process and all its descendants, sampled every ``interval`` s (Linux).
-
-    Two totals, because forked processes share pages: ``peak_bytes`` sums each process's resident
-    set (RSS; shared pages counted once per process, what a naive monitor shows), ``peak_pss_bytes``
-    sums proportional set sizes (PSS: each shared page split between its sharers; what the processes
-    really take from the machine). ``processes`` keeps each process's own peaks and its role: the
-    measured process is ``main``, its descendants ``worker N`` in order of appearance.
-
-    RSS (``/proc/PID/statm``, a counter) is read every ``interval``; PSS only when the tree's summed RSS
-    passes the highest RSS at which PSS was read by 1 %, and otherwise every ``pss_interval`` s (so the
-    PSS peak may be missed by about 1 %). PSS comes from ``smaps_rollup``, which walks the process's
-    page tables under its memory-map lock: read ten times a second it slowed the measured training
-    (bf16 ResNet-50, 2-core EPYC, two pairs) from 6.26 / 6.42 to 5.19 / 5.14 img/s.
-    """
-
-    def __init__(self, pid: int, interval: float = 0.1, pss_interval: float = 2.0) -> None:
-        self.pid, self.interval, self.pss_interval = pid, interval, pss_interval
-        self.peak_bytes: int | None = None
-        self.peak_pss_bytes: int | None = None
-        self.processes: dict[int, dict[str, Any]] = {}
-        self.samples = self.pss_reads = 0
-        self._last_pss = -float("inf")
-        self._pss_read_at_rss = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-
-    @staticmethod
-    def _children(pid: int) -> list[int]:
-        out: list[int] = []
-        try:
-            for task in os.listdir(f"/proc/{pid}/task"):
-                with open(f"/proc/{pid}/task/{task}/children", encoding="ascii") as fh:
-                    out.extend(int(c) for c in fh.read().split())
-        except OSError:
-            pass
-        return out
-
-    @staticmethod
-    def _rss(pid: int) -> int:
-        try:
-            with open(f"/proc/{pid}/statm", encoding="ascii") as fh:
-                return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError, IndexError):
-            return 0
-
-    @staticmethod
-    def _pss(pid: int) -> int:
-        try:
-            with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as fh:
-                for line in fh:
-                    if line.startswith("Pss:"):
-                        return int(line.split()[1]) * 1024
-        except (OSError, ValueError, IndexError):
-            pass
-        return 0
-
-    def sample(self) -> int:
-        """Summed RSS of the tree now (and, as a side effect, the per-process and PSS peaks)."""
-        tree, todo = [], [(self.pid, 0)]
-        while todo:
-            pid, parent = todo.pop()
-            tree.append((pid, parent, self._rss(pid)))
-            todo.extend((child, pid) for child in self._children(pid))
-        total = sum(rss for _, _, rss in tree)
-        self.samples += 1
-        now = time.monotonic()
-        read_pss = total > 1.01 * self._pss_read_at_rss or now - self._last_pss >= self.pss_interval
-        if read_pss:
-            self._last_pss = now
-            self._pss_read_at_rss = max(self._pss_read_at_rss, total)
-            self.pss_reads += 1
-        total_pss = 0
-        for pid, parent, rss in tree:
-            if not rss:
-                continue
-            entry = self.processes.get(pid)
-            if entry is None:
-                entry = self.processes[pid] = {"pid": pid, "role": self._role(pid, parent),
-                                               "peak_rss_bytes": 0, "peak_pss_bytes": 0}
-            entry["peak_rss_bytes"] = max(entry["peak_rss_bytes"], rss)
-            if read_pss:
-                pss = self._pss(pid)
-                total_pss += pss
-                entry["peak_pss_bytes"] = max(entry["peak_pss_bytes"], pss)
-        if total_pss and (self.peak_pss_bytes is None or total_pss > self.peak_pss_bytes):
-            self.peak_pss_bytes = total_pss
-        if total and (self.peak_bytes is None or total > self.peak_bytes):
-            self.peak_bytes = total
-        return total
-
-    def _role(self, pid: int, parent: int) -> str:
-        """main, forkserver, resource tracker, or the n-th other process (a loader worker)."""
-        if pid == self.pid:
-            return "main"
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                cmdline = fh.read().decode("utf-8", "replace")
-        except OSError:
-            cmdline = ""
-        if "forkserver" in cmdline and parent == self.pid:
-            return "forkserver (data code preloaded)"
-        if "resource_tracker" in cmdline:
-            return "resource tracker"
-        workers = sum(1 for e in self.processes.values() if e["role"].startswith("child"))
-        return f"child {workers + 1}"
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self.sample()
-            self._stop.wait(self.interval)
-
-    def breakdown(self) -> dict[str, Any]:
-        """Totals and per-process peaks, JSON-ready."""
-        return {"peak_rss_bytes": self.peak_bytes, "peak_pss_bytes": self.peak_pss_bytes,
-                "processes": list(self.processes.values())}
-
-    def __enter__(self) -> TreeMemorySampler:
-        if Path("/proc").is_dir():
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-
-def run_child(command: list[str], env: dict[str, str] | None = None, timeout: float | None = None,
-              memory: dict[str, Any] | None = None) -> tuple[dict[str, Any] | None, int | None, str]:
-    """Run a phase; returns (its JSON result or None, peak tree RSS, error text).
-
-    ``memory``, when given, receives :meth:`TreeMemorySampler.breakdown` (PSS and per process).
-    """
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {})})
-    with TreeMemorySampler(proc.pid) as sampler:
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-            return None, sampler.peak_bytes, f"timed out after {timeout:.0f} s"
-    if memory is not None:
-        memory.update(sampler.breakdown())
-    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        tail = (err or out).strip().splitlines()[-6:]
-        return None, sampler.peak_bytes, f"exit {proc.returncode}: " + " | ".join(tail)
-    return json.loads(lines[-1]), sampler.peak_bytes, ""
 
 
 # ------------------------------------------------------------------------------- machine
@@ -556,7 +365,7 @@ def run_rounds(spec: dict[str, Any], args: argparse.Namespace, work: Path, repor
         if python is not None:
             summaries = [result["train"]["summary"], (result.get("infer") or {}).get("summary")]
             rows.append((f"DeepLabCut {backbone}", summaries,
-                         lambda b=backbone: _dlc_rates(python, spec, work, b, args.timeout)))
+                         lambda b=backbone: dlc_rates(python, spec, work, b, args.timeout)))
     for key, row_spec, _ in crosspose_rows(spec, args):
         entry = report["crosspose"].get(key) or {}
         summaries = [(entry.get("train") or {}).get("whole_step"), (entry.get("infer") or {}).get("whole")]
@@ -594,184 +403,6 @@ def _int8_rates(spec: dict[str, Any], timeout: float) -> list[float | None]:
     """ONNX Runtime fp32 and int8 images/s of the files the first pass wrote to ``spec["onnx_dir"]``."""
     result = _phase({**spec, "reuse_onnx": True}, "int8", timeout)
     return [((result.get(k) or {}).get("whole") or {}).get("images_per_s") for k in ("ort_fp32", "ort_int8")]
-
-
-def _dlc_rates(python: Path, spec: dict[str, Any], work: Path, backbone: str, timeout: float) -> list[float | None]:
-    """DeepLabCut's training and inference images/s with one backbone (None for a phase that failed)."""
-    rates: list[float | None] = []
-    for phase, extra in (("train", _dlc_train_args(spec, work, backbone)), ("infer", _dlc_infer_args(spec, work))):
-        result, _, _ = run_child([str(python), _DLC_SCRIPT, phase, *extra], timeout=timeout)
-        if result is None:  # a failed training leaves no snapshot for inference to time
-            return rates + [None] * (2 - len(rates))
-        rates.append(_dlc_summary(phase, result, spec)["images_per_s"])
-    return rates
-
-
-def _dlc_summary(phase: str, result: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
-    """Images/s of a DeepLabCut train or infer phase, from the raw times its script printed (consumed)."""
-    if phase == "train":
-        return summarise_steps([*result.pop("step_starts"), result["end"]], result.pop("step_images"),
-                               spec["warmup"], spec["repeats"])
-    return summarise_passes(result["pass_seconds"], result["images"])
-
-
-def _dlc_infer_args(spec: dict[str, Any], work: Path) -> list[str]:
-    return [str(work / f"dlc-{spec['size']}"), spec["folder"], str(spec["batch"]), spec["device"],
-            str(1 + spec["repeats"])]
-
-
-def _dlc_train_args(spec: dict[str, Any], work: Path, backbone: str) -> list[str]:
-    steps = spec["warmup"] + spec["repeats"] * spec["steps"] + 1
-    return [str(work / f"dlc-{spec['size']}"), str(steps), str(spec["batch"]), str(spec["size"]), spec["device"],
-            backbone]
-
-
-def label_workers(memory: dict[str, Any], worker_pids: dict[str, list[int]]) -> dict[str, Any]:
-    """Name each sampled worker after the loader that started it (the phase reports their pids)."""
-    roles = {pid: f"{stage}: loader worker {i + 1}" for stage, pids in worker_pids.items()
-             for i, pid in enumerate(pids)}
-    memory["processes"] = [{**p, "role": roles.get(p.get("pid"), p["role"]) if p["role"].startswith("child")
-                            else p["role"]} for p in memory.get("processes", [])]
-    return memory
-
-
-# ----------------------------------------------------------------------------- DeepLabCut
-_DLC_SCRIPT = str(Path(__file__).with_name("dlc_side.py"))
-"""The standalone script DeepLabCut's own Python runs, one phase per call."""
-
-def _dlc_python(venv: Path) -> Path:
-    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-
-
-def _installed_dlc(python: Path) -> str | None:
-    if not python.is_file():
-        return None
-    probe = subprocess.run([str(python), "-c", "import importlib.metadata as m; print(m.version('deeplabcut'))"],
-                           capture_output=True, text=True)
-    return probe.stdout.strip() if probe.returncode == 0 else None
-
-
-def installed_versions() -> dict[str, str]:
-    """The versions installed beside crosspose (made from constraints.txt by ``make``), by package name."""
-    import importlib.metadata as metadata
-
-    return {dist.metadata["Name"].lower(): dist.version for dist in metadata.distributions()
-            if dist.metadata["Name"]}
-
-
-def dlc_constraints(target: Path, installed: dict[str, str] | None = None) -> Path:
-    """Pin DeepLabCut's environment to the versions installed here, minus those DeepLabCut 3.0.2 cannot use.
-
-    It needs albumentations<=1.4.3, filelock<3.16 and pandas<3. The pins come from the running environment, not
-    from the repository's constraints.txt, so an installed crosspose (no checkout) benchmarks the same.
-    """
-    clash = ("albumentations", "albucore", "filelock", "simsimd", "stringzilla", "crosspose", "pandas")
-    versions = installed_versions() if installed is None else installed
-    lines = [f"{name}=={version}" for name, version in sorted(versions.items()) if name.lower() not in clash]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(target, "\n".join(lines) + "\n")
-    return target
-
-
-def conflicting_pins(pip_output: str) -> set[str]:
-    """Package names whose constraint pip reports as the cause of a failed resolution."""
-    import re
-
-    return {m.lower() for m in re.findall(r"requested \(constraint\) ([A-Za-z0-9_.\-]+)==", pip_output)}
-
-
-def ensure_dlc(venv: Path, install: bool) -> tuple[Path | None, str]:
-    """DeepLabCut's Python, creating its environment when allowed; (None, reason) when unavailable."""
-    python = _dlc_python(venv)
-    version = _installed_dlc(python)
-    if version == DLC_VERSION:
-        return python, ""
-    if not install:
-        return None, f"not installed in {venv} (run without --no-install to create it)"
-    print(f"[benchmark] installing deeplabcut=={DLC_VERSION} into {venv} (several minutes, once) ...",
-          file=sys.stderr, flush=True)
-    log = venv.parent / "dlc-install.log"
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    constraints = dlc_constraints(venv.parent / "dlc-constraints.txt")
-    pins = [ln.strip() for ln in constraints.read_text().splitlines() if ln.startswith(("torch==", "torchvision=="))]
-    steps = [[sys.executable, "-m", "venv", str(venv)],
-             [str(python), "-m", "pip", "install", "--upgrade", "pip"],
-             [str(python), "-m", "pip", "install", f"deeplabcut=={DLC_VERSION}", *pins, "-c", str(constraints)]]
-    with log.open("w", encoding="utf-8") as fh:
-        for step in steps[:2]:
-            if subprocess.run(step, stdout=fh, stderr=subprocess.STDOUT).returncode != 0:
-                return None, f"install failed ({' '.join(step[-4:])}); see {log}"
-    # a pin DeepLabCut cannot take (pip names it "The user requested (constraint) NAME==V") is
-    # dropped and pip tried again, so a newer environment here does not block the benchmark
-    for _ in range(8):
-        done = subprocess.run(steps[2], capture_output=True, text=True)
-        with log.open("a", encoding="utf-8") as fh:
-            fh.write(done.stdout + done.stderr)
-        if done.returncode == 0:
-            break
-        clashing = conflicting_pins(done.stdout + done.stderr)
-        if not clashing:
-            return None, f"install failed (pip install deeplabcut=={DLC_VERSION}); see {log}"
-        kept = [ln for ln in constraints.read_text().splitlines()
-                if ln.split("==")[0].lower() not in clashing]
-        constraints.write_text("\n".join(kept) + "\n")
-    else:
-        return None, f"install failed (pins kept clashing); see {log}"
-    version = _installed_dlc(python)
-    if version != DLC_VERSION:
-        return None, f"install finished but deeplabcut {version} found; see {log}"
-    return python, ""
-
-
-def run_deeplabcut(args: argparse.Namespace, spec: dict[str, Any], work: Path, backbone: str) -> dict[str, Any]:
-    """DeepLabCut's training and inference phases with one timm backbone.
-
-    Returns {'available': False, 'reason'} when it cannot run. Each backbone trains in the same
-    project; inference reads the snapshot just trained.
-    """
-    try:
-        python, reason = ensure_dlc(Path(args.dlc_venv).resolve(), install=not args.no_install)
-    except OSError as exc:
-        python, reason = None, f"install failed: {exc}"
-    if python is None:
-        return {"available": False, "reason": reason}
-    project = work / f"dlc-{spec['size']}"
-    device = spec["device"]
-    b = spec["batch"]
-    out: dict[str, Any] = {"available": True, "model": f"resnet_50 (timm {backbone})"}
-    phases = [("prepare", [str(project), spec["folder"], str(spec["size"])]),
-              ("train", _dlc_train_args(spec, work, backbone)),
-              ("infer", _dlc_infer_args(spec, work))]
-    if spec.get("video"):
-        dest = work / "video" / f"dlc-{backbone}"
-        if dest.is_dir():  # analyze_videos skips a video whose output exists
-            shutil.rmtree(dest)
-        phases.append(("analyze", [str(project), spec["video"], str(b), device, backbone, str(dest)]))
-    if list(project.glob("bench-*/config.yaml")):
-        phases = phases[1:]
-    for phase, extra in phases:
-        print(f"[benchmark] DeepLabCut {phase} ...", file=sys.stderr, flush=True)
-        memory: dict[str, Any] = {}
-        result, peak, error = run_child([str(python), _DLC_SCRIPT, phase, *extra], timeout=args.timeout, memory=memory)
-        if result is None:
-            out.update(available=phase != "prepare" and out.get("train") is not None,
-                       reason=f"{phase} failed: {error}")
-            if phase == "analyze":
-                out["analyze"] = {"error": error}
-            elif phase != "infer":
-                out["available"] = False
-                break
-            continue
-        result["peak_rss_bytes"] = peak
-        result["memory"] = memory
-        if phase in ("train", "infer"):
-            result["summary"] = _dlc_summary(phase, result, spec)
-        elif phase == "analyze":
-            loop, frames = result.get("loop_seconds"), spec["video_frames"]
-            result.update(frames=frames, frames_per_s=frames / loop if loop else None,
-                          frames_per_s_whole_call=frames / result["total_seconds"])
-        out[phase] = result
-    return out
 
 
 # -------------------------------------------------------------------------------- report

@@ -191,7 +191,7 @@ def analyze(spec: dict[str, Any]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------- the parent's side
 def _child(step: str, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
-    from crosspose.benchmark.run import run_child  # run.py imports this module: import late
+    from crosspose.benchmark.measure import run_child
 
     memory: dict[str, Any] = {}
     result, peak, error = run_child([sys.executable, "-m", "crosspose.benchmark.video", step, json.dumps(spec)],
