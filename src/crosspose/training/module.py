@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import lightning as L
 import torch
@@ -27,10 +27,11 @@ __all__ = ["COMPILE_MODES", "PoseEstimationModule", "compile_mode", "compile_net
 
 log = logging.getLogger("crosspose")
 
-# torch.compile's modes; the two that capture CUDA graphs are marked
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
-COMPILE_MODES: tuple[str, ...] = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+"""``torch.compile``'s modes, as ``model.compile`` names them."""
+COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+"""The modes that capture CUDA graphs."""
 
 
 def compile_mode(setting: bool | str) -> str | Literal[False] | None:
