@@ -13,14 +13,9 @@ from crosspose import cli
 from crosspose.core.errors import ConfigError, CrossposeError, DataFormatError
 from crosspose.core.skeletons import MACAQUE, MPII, SHARED_LIMB_JOINTS
 from crosspose.data.coco import load_coco_keypoints, save_coco_keypoints
+from crosspose.evaluation.predictions import load_predictions, read_keypoint_names
 from crosspose.evaluation.results import write_metrics
-from crosspose.evaluation.score import (
-    evaluate,
-    format_table,
-    load_predictions,
-    read_keypoint_names,
-    resolve_joints,
-)
+from crosspose.evaluation.score import evaluate, format_table, resolve_joints
 from crosspose.testing import SHARED_FIXTURES
 
 FIXTURES = SHARED_FIXTURES

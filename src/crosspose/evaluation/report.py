@@ -259,7 +259,8 @@ def draw_predictions(
     Instances are spread evenly over the ground truth; each panel is cropped around both skeletons.
     A missing image file gives a grey panel with the skeletons, so the figure is still made.
     """
-    from crosspose.evaluation.score import pair_predictions, resolve_joints, validate_predictions
+    from crosspose.evaluation.predictions import pair_predictions, validate_predictions
+    from crosspose.evaluation.score import resolve_joints
 
     k_pred = gt.num_keypoints if pred_keypoint_names is None else len(pred_keypoint_names)
     preds = validate_predictions(predictions, gt, k_pred, check_category=pred_keypoint_names is None)
@@ -348,7 +349,7 @@ def run(args: argparse.Namespace) -> int:
         runs[name] = Path(path)
     out = Path(args.out)
     if args.draw:
-        from crosspose.evaluation.score import load_predictions, read_keypoint_names
+        from crosspose.evaluation.predictions import load_predictions, read_keypoint_names
 
         gt = load_coco_keypoints(args.draw[0])
         names = read_keypoint_names(args.pred_keypoints) if args.pred_keypoints else None
