@@ -260,3 +260,27 @@ def test_sampler_reads_pss_only_when_rss_grows_or_rarely(tmp_path: Path) -> None
     assert sampler.samples >= 20
     assert sampler.pss_reads <= sampler.samples // 3, (sampler.pss_reads, sampler.samples)
     assert 64 << 20 <= sampler.peak_pss_bytes <= sampler.peak_bytes
+
+
+DLC_VENV = Path(__file__).resolve().parents[2] / ".bench" / "dlc-venv"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (DLC_VENV / "bin" / "python").is_file(),
+                    reason=f"DeepLabCut 3.0.2 is not installed in {DLC_VENV} (crosspose benchmark creates it)")
+def test_deeplabcut_side_trains_infers_and_repeats_in_its_own_environment(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    out_json = tmp_path / "bench.json"
+    status = cli_main(["benchmark", "--workdir", str(tmp_path / "run"), "--skip-crosspose", "--no-install",
+                       "--dlc-venv", str(DLC_VENV), "--dlc-backbones", "resnet50", "--size", "64", "--batch", "4",
+                       "--images", "16", "--warmup", "1", "--repeats", "1", "--steps", "2", "--video-frames", "0",
+                       "--rounds", "2", "--json", str(out_json)])
+    assert status == 0
+    dlc = json.loads(out_json.read_text())["deeplabcut"]["resnet50"]
+    assert dlc["available"], dlc.get("reason")
+    for phase in ("train", "infer"):
+        summary = dlc[phase]["summary"]
+        assert len(summary["rounds"]) == 2 and all(r > 0 for r in summary["rounds"]), phase
+        assert summary["images_per_s"] == pytest.approx(sum(summary["rounds"]) / 2)
+        assert dlc[phase]["peak_rss_bytes"] > 100 * 2**20 and dlc[phase]["memory"]["peak_pss_bytes"] > 0, phase
+    assert "(no crosspose row to compare with)" in capsys.readouterr().out

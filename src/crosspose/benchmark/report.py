@@ -166,7 +166,8 @@ def margins(report: dict[str, Any]) -> list[str]:
                 lines.append(f"| crosspose int8 (ONNX Runtime) vs DeepLabCut `{dname}` fp32 | | "
                              f"{_ratio(_rate(int8, 'ort_int8', 'whole', 'images_per_s'), _rate(d.get('infer'), 'summary', 'images_per_s'))} |")
     if len(lines) <= 2:
-        return ["(no DeepLabCut row to compare with)"]
+        has_dlc = any(isinstance(r, dict) and r.get("available") for r in dlc.values())
+        return ["(no crosspose row to compare with)" if has_dlc else "(no DeepLabCut row to compare with)"]
     if per_round:
         lines += ["", "Round by round, training | inference (rounds alternate the order of the rows, so the "
                   "machine's drift over the run shows here and cancels from the mean): " + "; ".join(per_round) + "."]
