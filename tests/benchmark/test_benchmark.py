@@ -148,20 +148,18 @@ def test_int8_rounds_time_the_files_the_first_pass_wrote(tmp_path: Path) -> None
 
 
 def test_accuracy_phase_compares_each_precision_with_fp32(tmp_path: Path) -> None:
-    import lightning
     import torch
 
     from crosspose.benchmark.phases import accuracy_phase
     from crosspose.core.skeletons import MPII
+    from crosspose.training.card import save_module
     from crosspose.training.module import PoseEstimationModule
 
     coco = make_synthetic_images(tmp_path / "images", 4, 32)
     torch.manual_seed(0)
     module = PoseEstimationModule(num_keypoints=len(MPII.keypoints), keypoint_names=list(MPII.keypoints),
                                   backbone="resnet18", pretrained=False)
-    checkpoint = tmp_path / "random.ckpt"
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
-                "pytorch-lightning_version": lightning.__version__}, checkpoint)
+    checkpoint = save_module(module, tmp_path / "random.ckpt", input_size=(32, 32))
     out = accuracy_phase({"checkpoint": str(checkpoint), "test_file": str(coco), "accuracy_size": 32,
                           "threads": 1, "backbone": "resnet18", "channels_last": True, "compile": False})
     assert out["instances"] == 4 and out["input_size"] == 32

@@ -15,7 +15,6 @@ pixels of the 64 px images:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -140,17 +139,14 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Pa
     """(checkpoint, its fp32 .onnx export, the four images) of an overfitted resnet18 at 64 px."""
     from crosspose.inference.export import export_onnx
     from crosspose.testing import overfit_tiny_module
-    from crosspose.training.card import describe_module
+    from crosspose.training.card import save_module
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         root = tmp_path_factory.mktemp("trained")
         module, batch = overfit_tiny_module(root / "data", steps=40, size=64)
-        card = dataclasses.replace(describe_module(module), input_size=(64, 64))
-        checkpoint = root / "tiny.ckpt"
-        torch.save({"state_dict": module.state_dict(), "crosspose": card.to_dict(),
-                    "hyper_parameters": dict(module.hparams)}, checkpoint)
+        checkpoint = save_module(module, root / "tiny.ckpt", input_size=(64, 64))
         images = root / "images"
         images.mkdir()
         for i, image in enumerate(batch["image"].permute(0, 2, 3, 1).numpy()):

@@ -365,26 +365,11 @@ def _time_model(module: Any, batch: dict[str, torch.Tensor], repeats: int, devic
     return seconds
 
 
-def export_onnx(module: Any, path: str, size: tuple[int, int]) -> str:
-    """The BatchNorm-folded inference network as fp32 ONNX, uint8 (N, 3, H, W) input (dynamic N)."""
-    import warnings
-
-    from crosspose.inference.export import MapsOnly
-    from crosspose.models.inference import inference_copy
-
-    net = inference_copy(module.net, channels_last=False)
-    example = torch.zeros((1, 3, *size), dtype=torch.uint8)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(MapsOnly(net), (example,), path, input_names=["image"],
-                          output_names=["heatmap", "locref"], dynamic_axes={"image": {0: "batch"}}, dynamo=False)
-    return path
-
-
 def _ort_keypoints(module: Any, session: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     from crosspose.training.module import to_original
 
-    heatmap, locref = session.run(None, {"image": batch["image"].numpy()})
+    # float input, as `crosspose export` writes it (the cast is part of what a user's analysis pays)
+    heatmap, locref = session.run(None, {session.get_inputs()[0].name: batch["image"].float().numpy()})
     maps = torch.from_numpy(heatmap)
     decoded = module.codec.decode(maps.float(), torch.from_numpy(locref).float())
     return to_original(decoded, batch["to_original"]), maps
@@ -401,8 +386,10 @@ def int8_phase(spec: dict[str, Any]) -> dict[str, Any]:
     from pathlib import Path
 
     from crosspose.data.datamodule import PoseDataModule
+    from crosspose.inference.export import export_onnx
     from crosspose.inference.model import onnx_session
     from crosspose.inference.quantize import quantize_onnx
+    from crosspose.training.card import save_module
 
     threads = spec.get("threads") or torch.get_num_threads()
     device = torch.device("cpu")
@@ -417,10 +404,11 @@ def int8_phase(spec: dict[str, Any]) -> dict[str, Any]:
         folder = Path(spec.get("onnx_dir") or tmp)
         folder.mkdir(parents=True, exist_ok=True)
         reuse = spec.get("reuse_onnx") and all((folder / f"{n}.onnx").is_file() for n in ("fp32", "int8"))
-        if not reuse:
-            fp32 = export_onnx(module, str(folder / "fp32.onnx"), (spec["size"], spec["size"]))
+        if not reuse:  # the files `crosspose export --format onnx` and `crosspose quantize` write
+            size = (spec["size"], spec["size"])
+            fp32 = export_onnx(save_module(module, folder / "net.ckpt", input_size=size), folder / "fp32.onnx")
             t0 = time.perf_counter()
-            out["quantize"] = quantize_onnx(fp32, spec["folder"], folder / "int8.onnx",
+            out["quantize"] = quantize_onnx(fp32, spec["folder"], folder / "int8.onnx", input_size=size,
                                             calibration_images=spec.get("calibration_images", 32))
             out["quantize_seconds"] = time.perf_counter() - t0
         maps: dict[str, list[torch.Tensor]] = {}
@@ -447,6 +435,7 @@ def accuracy_phase(spec: dict[str, Any]) -> dict[str, Any]:
 
     from crosspose.data.datamodule import PoseDataModule
     from crosspose.evaluation.score import evaluate
+    from crosspose.inference.export import export_onnx
     from crosspose.inference.model import onnx_session
     from crosspose.inference.quantize import quantize_onnx
     from crosspose.training.module import PoseEstimationModule, prediction_record
@@ -471,8 +460,8 @@ def accuracy_phase(spec: dict[str, Any]) -> dict[str, Any]:
         crops = torch.cat([b["image"] for b in batches])[:64].permute(0, 2, 3, 1).numpy()
         for i, crop in enumerate(crops):
             cv2.imwrite(str(calib / f"crop{i:03d}.png"), crop[:, :, ::-1])
-        fp32 = export_onnx(module, str(Path(tmp) / "fp32.onnx"), (size, size))
-        quantize_onnx(fp32, calib, Path(tmp) / "int8.onnx")
+        fp32 = export_onnx(spec["checkpoint"], Path(tmp) / "fp32.onnx")
+        quantize_onnx(fp32, calib, Path(tmp) / "int8.onnx", input_size=(size, size))
         session = onnx_session(Path(tmp) / "int8.onnx", threads=torch.get_num_threads())
         keypoints["int8"] = torch.cat([_ort_keypoints(module, session, b)[0] for b in batches])
     indices = torch.cat([b["index"] for b in batches]).tolist()

@@ -113,19 +113,13 @@ def _random_checkpoint(path: Path, backbone: str) -> Path:
     """A checkpoint of the benchmark's network from random weights, with the model card analyze reads."""
     import torch
 
-    from crosspose.core.io import atomic_path
-    from crosspose.models.card import ModelCard
+    from crosspose.training.card import save_module
     from crosspose.training.module import PoseEstimationModule
 
     torch.manual_seed(0)
     module = PoseEstimationModule(num_keypoints=len(_JOINTS), keypoint_names=list(_JOINTS), backbone=backbone,
                                   pretrained=False)
-    card = ModelCard(backbone=backbone, num_keypoints=len(_JOINTS), keypoint_names=_JOINTS,
-                     input_size=(256, 256))
-    with atomic_path(path) as tmp:
-        torch.save({"state_dict": module.state_dict(), "crosspose": card.to_dict(),
-                    "hyper_parameters": dict(module.hparams)}, tmp)
-    return path
+    return save_module(module, path, input_size=(256, 256))
 
 
 def prepare(spec: dict[str, Any]) -> dict[str, Any]:

@@ -24,7 +24,6 @@ import torch
 
 from crosspose.convert.dlc_tf import read_pose_cfg
 from crosspose.core.errors import CheckpointError, ConfigError
-from crosspose.core.io import atomic_torch_save
 
 __all__ = ["DlcPytorchModel", "convert_dlc_pytorch", "read_dlc_pytorch"]
 
@@ -132,10 +131,7 @@ def read_dlc_pytorch(snapshot: str | Path, config: str | Path) -> DlcPytorchMode
 
 def convert_dlc_pytorch(snapshot: str | Path, config: str | Path, out: str | Path) -> DlcPytorchModel:
     """Convert and write ``out`` atomically; nothing is written when anything is wrong."""
-    from lightning import __version__ as lightning_version
-
-    from crosspose.models.transfer import METADATA_KEY
-    from crosspose.training.card import describe_module
+    from crosspose.training.card import save_module
     from crosspose.training.module import PoseEstimationModule
 
     model = read_dlc_pytorch(snapshot, config)
@@ -145,10 +141,8 @@ def convert_dlc_pytorch(snapshot: str | Path, config: str | Path, out: str | Pat
     missing, unexpected = module.net.load_state_dict(model.tensors, strict=False)
     if [k for k in missing if not k.endswith("num_batches_tracked")] or unexpected:
         raise RuntimeError(f"conversion left {missing or unexpected} unmapped")  # a mapping bug
-    ckpt = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
-            "pytorch-lightning_version": lightning_version,
-            # the same model card a trained checkpoint carries (head geometry included), plus provenance
-            METADATA_KEY: {**describe_module(module).to_dict(), "source": str(model.source),
-                           "converted_from": "deeplabcut3", "dlc_method": model.method}}
-    atomic_torch_save(ckpt, out)  # an OSError names the file; the CLI prints it as one line
+    # the same model card a trained checkpoint carries (head geometry included), plus provenance;
+    # an OSError names the file, and the CLI prints it as one line
+    save_module(module, out, meta={"source": str(model.source), "converted_from": "deeplabcut3",
+                                   "dlc_method": model.method})
     return model

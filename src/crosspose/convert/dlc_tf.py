@@ -228,10 +228,8 @@ def _check_pose_cfg(cfg: dict[str, Any], path: Path, layers: int, num_keypoints:
 
 def convert_dlc_tf(snapshot: str | Path, out: str | Path, pose_cfg: str | Path | None = None) -> DlcTfModel:
     """Convert and write ``out`` atomically; nothing is written when anything is wrong."""
-    from lightning import __version__ as lightning_version
-
     from crosspose.models.transfer import METADATA_KEY
-    from crosspose.training.card import describe_module
+    from crosspose.training.card import save_module
     from crosspose.training.module import PoseEstimationModule
 
     model = read_dlc_tf(snapshot, pose_cfg)
@@ -248,13 +246,10 @@ def convert_dlc_tf(snapshot: str | Path, out: str | Path, pose_cfg: str | Path |
         missing = [k for k in missing if not k.endswith("num_batches_tracked")]
         if missing or unexpected:  # a mapping bug, not a user error
             raise RuntimeError(f"conversion left {missing or unexpected} unmapped")
-        ckpt: dict[str, Any] = {
-            "state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
-            "pytorch-lightning_version": lightning_version}
-        meta = {**describe_module(module).to_dict(), **meta}  # the card a trained checkpoint carries
-    else:
-        ckpt = {"state_dict": {f"net.{k}": v for k, v in model.tensors.items()}}
-        meta.update(num_keypoints=0, keypoint_names=None, backbone_only=True)
-    ckpt[METADATA_KEY] = meta
-    atomic_torch_save(ckpt, out)  # an OSError names the file; the CLI prints it as one line
+        # the card a trained checkpoint carries, plus provenance; an OSError names the file, and the
+        # CLI prints it as one line
+        save_module(module, out, meta=meta)
+        return model
+    meta.update(num_keypoints=0, keypoint_names=None, backbone_only=True)
+    atomic_torch_save({"state_dict": {f"net.{k}": v for k, v in model.tensors.items()}, METADATA_KEY: meta}, out)
     return model

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+from os import PathLike
+from pathlib import Path
 from typing import Any
 
 from crosspose.core.skeletons import flip_pairs_from_names
 from crosspose.models.card import CodecCard, ModelCard
 
-__all__ = ["describe_module"]
+__all__ = ["describe_module", "save_module"]
 
 
 def describe_module(module: Any) -> ModelCard:
@@ -49,3 +53,31 @@ def describe_module(module: Any) -> ModelCard:
         freeze=str(hp.freeze),
         named=module.keypoint_names is not None,
     )
+
+
+def save_module(module: Any, path: str | PathLike[str], input_size: tuple[int, int] | None = None,
+                meta: Mapping[str, Any] | None = None) -> Path:
+    """Write ``module`` (weights, hyper-parameters, model card) as a checkpoint outside a training run.
+
+    Every reader takes the file: Lightning's ``load_from_checkpoint``, ``crosspose analyze`` /
+    ``export`` / ``predict`` (:func:`crosspose.inference.model.build_network`) and ``init_from``. For
+    converted and benchmark networks, which no trainer saves. ``input_size`` (H, W) goes into the
+    card where no data module gave one; ``meta`` adds or overrides card entries (provenance).
+    Written atomically.
+
+    Example:
+        >>> from crosspose.training.module import PoseEstimationModule
+        >>> module = PoseEstimationModule(num_keypoints=2, backbone="resnet18", pretrained=False)
+        >>> save_module(module, tmp / "net.ckpt", input_size=(64, 64))  # doctest: +SKIP
+    """
+    from lightning import __version__ as lightning_version
+
+    from crosspose.core.io import atomic_torch_save
+    from crosspose.models.transfer import METADATA_KEY
+
+    card = describe_module(module)
+    if input_size is not None:
+        card = dataclasses.replace(card, input_size=(int(input_size[0]), int(input_size[1])))
+    checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
+                  "pytorch-lightning_version": lightning_version, METADATA_KEY: {**card.to_dict(), **(meta or {})}}
+    return atomic_torch_save(checkpoint, path)
