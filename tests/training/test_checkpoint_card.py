@@ -73,3 +73,23 @@ def test_predict_needs_only_the_checkpoint_and_refuses_a_contradicting_config(
     assert main(["test", "--ckpt_path", str(ckpt), "--data.test_file", str(data), "--model.backbone", "resnet50",
                  "--trainer.default_root_dir", str(out), *QUIET]) == 2
     assert "model.backbone is 'resnet50'" in capsys.readouterr().err
+
+
+def test_a_module_saved_outside_training_loads_everywhere(tmp_path: Path) -> None:
+    from crosspose.inference.model import build_network
+    from crosspose.training.card import save_module
+    from crosspose.training.module import PoseEstimationModule
+
+    torch.manual_seed(0)
+    module = PoseEstimationModule(num_keypoints=3, keypoint_names=["nose", "left_eye", "right_eye"],
+                                  backbone="resnet18", pretrained=False, radius=11.0)
+    path = save_module(module, tmp_path / "sub" / "net.ckpt", input_size=(48, 64), meta={"source": "here"})
+    assert [p.name for p in path.parent.iterdir()] == ["net.ckpt"]  # atomic: no temporary file left
+    net, card = build_network(path)  # what analyze, export and predict read
+    assert card.input_size == (48, 64) and card.keypoint_names == ("nose", "left_eye", "right_eye")
+    assert card.codec.radius == 11.0 and card.flip_pairs == ((1, 2),)
+    assert torch.load(path, weights_only=True)["crosspose"]["source"] == "here"
+    again = PoseEstimationModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    for name, tensor in module.state_dict().items():
+        assert torch.equal(again.state_dict()[name], tensor), name
+        assert torch.equal(net.state_dict()[name.removeprefix("net.")], tensor), name
