@@ -26,6 +26,7 @@ __all__ = ["conflicting_pins", "dlc_constraints", "dlc_rates", "ensure_dlc", "in
 _DLC_SCRIPT = str(Path(__file__).with_name("dlc_side.py"))
 """The standalone script DeepLabCut's own Python runs, one phase per call."""
 
+
 def _dlc_python(venv: Path) -> Path:
     return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
@@ -101,7 +102,7 @@ def ensure_dlc(venv: Path, install: bool) -> tuple[Path | None, str]:
             return None, f"install failed (pip install deeplabcut=={DLC_VERSION}); see {log}"
         kept = [ln for ln in constraints.read_text().splitlines()
                 if ln.split("==")[0].lower() not in clashing]
-        constraints.write_text("\n".join(kept) + "\n")
+        atomic_write_text(constraints, "\n".join(kept) + "\n")
     else:
         return None, f"install failed (pins kept clashing); see {log}"
     version = _installed_dlc(python)

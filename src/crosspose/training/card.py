@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from os import PathLike
 from pathlib import Path
@@ -61,23 +60,24 @@ def save_module(module: Any, path: str | PathLike[str], input_size: tuple[int, i
 
     Every reader takes the file: Lightning's ``load_from_checkpoint``, ``crosspose analyze`` /
     ``export`` / ``predict`` (:func:`crosspose.inference.model.build_network`) and ``init_from``. For
-    converted and benchmark networks, which no trainer saves. ``input_size`` (H, W) goes into the
-    card where no data module gave one; ``meta`` adds or overrides card entries (provenance).
-    Written atomically.
+    converted and benchmark networks, which no trainer saves. The card is the one the module's own
+    ``on_save_checkpoint`` writes in training; ``input_size`` (H, W) goes into it where no data
+    module gave one, and ``meta`` adds or overrides entries (provenance). Written atomically.
 
     Example:
         >>> from crosspose.training.module import PoseEstimationModule
         >>> module = PoseEstimationModule(num_keypoints=2, backbone="resnet18", pretrained=False)
-        >>> save_module(module, tmp / "net.ckpt", input_size=(64, 64))  # doctest: +SKIP
+        >>> save_module(module, "net.ckpt", input_size=(64, 64))  # doctest: +SKIP
     """
     from lightning import __version__ as lightning_version
 
     from crosspose.core.io import atomic_torch_save
     from crosspose.models.transfer import METADATA_KEY
 
-    card = describe_module(module)
+    checkpoint: dict[str, Any] = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
+                                  "pytorch-lightning_version": lightning_version}
+    module.on_save_checkpoint(checkpoint)  # the card a trained checkpoint carries
     if input_size is not None:
-        card = dataclasses.replace(card, input_size=(int(input_size[0]), int(input_size[1])))
-    checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
-                  "pytorch-lightning_version": lightning_version, METADATA_KEY: {**card.to_dict(), **(meta or {})}}
+        checkpoint[METADATA_KEY]["input_size"] = [int(input_size[0]), int(input_size[1])]
+    checkpoint[METADATA_KEY].update(meta or {})
     return atomic_torch_save(checkpoint, path)
