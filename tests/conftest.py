@@ -56,8 +56,16 @@ def tiny_timm_backbones(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Under pytest-xdist (``make test`` runs two workers): one torch thread per worker, not two each."""
+    """Under pytest-xdist (``make test`` runs two workers): one torch thread per worker, not two each.
+
+    ``torch.compile`` is a no-op in the tests and the commands they start (``TORCH_COMPILE_DISABLE``):
+    inference compiles by default for bf16 on CPUs with AMX, which would add seconds of compiling to
+    every predict/analyze test on such a machine. tests/inference/test_compile_inference.py tests the
+    compiled path itself.
+    """
     import os
+
+    os.environ["TORCH_COMPILE_DISABLE"] = "1"
 
     if os.environ.get("PYTEST_XDIST_WORKER"):
         import torch

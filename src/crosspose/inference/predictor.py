@@ -126,7 +126,7 @@ class Predictor:
 
 
 def load(model: str | Path, device: str | torch.device | None = None, scale: Scale = "fit",
-         batch_size: int = 8, precision: str = "auto") -> Predictor:
+         batch_size: int = 8, precision: str = "auto", compile: str = "auto") -> Predictor:
     """Load a crosspose checkpoint (``.ckpt``, weights-only export included) or an exported ``.onnx``.
 
     Args:
@@ -138,9 +138,12 @@ def load(model: str | Path, device: str | torch.device | None = None, scale: Sca
             or AMX; fp16 on a GPU without bf16; fp32 otherwise), ``"fp32"``, ``"bf16"``, ``"fp16"`` (GPU),
             or ``"int8"`` (an int8 ``.onnx`` from ``crosspose quantize``). An ``.onnx`` model runs in its
             own precision. ``predictor.backend.precision`` says what was chosen and why.
+        compile: ``"auto"`` (a checkpoint runs through ``torch.compile`` where that was measured to pay:
+            bf16 on a CPU with AMX, about 2x, after seconds of compiling per frame size), ``"on"`` or
+            ``"off"``. ``predictor.backend.compiled`` says what was chosen and why.
 
     Raises:
         ConfigError: a precision this machine or file cannot run natively (e.g. bf16 on a CPU without
             bf16 units: emulated bf16 would be slower than fp32).
     """
-    return Predictor(open_backend(model, device, precision), scale=scale, batch_size=batch_size)
+    return Predictor(open_backend(model, device, precision, compile), scale=scale, batch_size=batch_size)

@@ -1,15 +1,19 @@
-"""An inference copy of the network with BatchNorm folded into the convolutions before it."""
+"""An inference copy of the network: BatchNorm folded into the convolutions before it, optionally compiled."""
 
 from __future__ import annotations
 
 import copy
 import itertools
+import logging
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-__all__ = ["fold_batchnorm", "inference_copy"]
+__all__ = ["CompiledInference", "fold_batchnorm", "inference_copy"]
+
+log = logging.getLogger(__name__)
 
 
 def fold_batchnorm(module: nn.Module) -> int:
@@ -39,3 +43,47 @@ def inference_copy(net: nn.Module, channels_last: bool = True) -> nn.Module:
     if channels_last:
         folded.to(memory_format=torch.channels_last)
     return folded
+
+
+class CompiledInference(nn.Module):
+    """``net`` run through ``torch.compile`` (Inductor) with its weights frozen, eager as the fallback.
+
+    Freezing makes the weights constants of the compiled graph: Inductor folds what is computed from
+    them alone (autocast's per-call bf16 copies, the prepacking of oneDNN's convolution layouts) once,
+    at compile time. Only for inference (the weights must not change after the first call).
+
+    Each new input shape compiles again (seconds), so a batch shorter than the first one (the last
+    batch of a video or folder) is padded to the first one's size with zero frames and the outputs are
+    cut back: one shape per frame size. If compiling fails (no C++ compiler, an unsupported operator),
+    a warning names the error and this module runs ``net`` eagerly from then on, with the same result.
+
+    Example:
+        >>> net = inference_copy(my_network)                    # doctest: +SKIP
+        >>> fast = CompiledInference(net)                       # doctest: +SKIP
+        >>> with torch.inference_mode(): out = fast(images)     # doctest: +SKIP
+    """
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self._compiled: Any = torch.compile(net, dynamic=False, options={"freezing": True})
+        self.batch: int | None = None
+        self.failed: str | None = None  # the compile error, once eager has taken over
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.failed is not None:
+            return self.net(images)
+        n = len(images)
+        self.batch = self.batch or n
+        if n < self.batch:
+            padded = images.new_zeros((self.batch, *images.shape[1:]))
+            if images.dim() == 4 and images.is_contiguous(memory_format=torch.channels_last):
+                padded = padded.contiguous(memory_format=torch.channels_last)  # same strides: no recompile
+            padded[:n] = images
+            return {k: v[:n] for k, v in self.forward(padded).items()}
+        try:
+            return self._compiled(images)
+        except Exception as exc:  # noqa: BLE001 -- Inductor raises many types (compiler missing, lowering)
+            self.failed = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
+            log.warning("torch.compile failed, running eagerly instead (same results, slower): %s", self.failed)
+            return self.net(images)
