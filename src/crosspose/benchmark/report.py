@@ -206,6 +206,13 @@ def precision_table(report: dict[str, Any], support: dict[str, str | None]) -> l
         lines.append(f"| {label} | {_fmt(rate)} | {_ratio(rate, fp32)} | "
                      f"{'n/a' if rel is None else f'{100 * rel:.2f} %'} | {px} | "
                      f"{_fmt(a.get('pckh'), 4) if a else 'n/a'} |")
+    compiled = [(label, (cp.get(key) or {}).get("infer") or {}) for label, key in (("fp32", "fp32"), ("bf16", "bf16"))]
+    for label, infer in compiled:
+        if infer.get("compiled"):
+            timed = infer["images"] / infer["whole"]["images_per_s"]
+            lines += ["", f"{label} inference ran through `torch.compile` with frozen weights (`crosspose predict`'s "
+                      f"automatic choice on this CPU): its first pass over the {infer['images']} images, compiling "
+                      f"included, took {infer['first_pass_s']:.1f} s, a timed pass {timed:.1f} s."]
     if int8.get("quantize"):
         q = int8["quantize"]
         lines += ["", f"int8: calibrated on {q['calibration_images']} of the benchmark images "
