@@ -86,6 +86,8 @@ class Predictor:
                 chunks.append(decode_batch(self.codec, batch.geometry, heatmap, locref).numpy().astype(np.float32))
                 times.decode_maps += time.perf_counter() - t2
                 times.network += t2 - t
+                if not times.first_call_frames:
+                    times.first_call, times.first_call_frames = t2 - t, len(batch.frames)
                 times.frames += len(batch.frames)
                 if bar is not None:
                     bar.update(len(batch.frames))
