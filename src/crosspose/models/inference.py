@@ -86,8 +86,9 @@ class CompiledInference(nn.Module):
             # torch.compile(options=...) it did not take (69 vs 99 img/s, ResNet-50 bf16 on AMX)
             with _inductor_freezing():
                 return self._compiled(images)
-        except Exception as exc:  # noqa: BLE001 -- Inductor raises many types (compiler missing, lowering)
-            self.failed = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ''}"
+        except Exception as exc:  # Inductor raises many types (compiler missing, a lowering it lacks)
+            first_line = (str(exc).strip().splitlines() or [""])[0][:300]
+            self.failed = f"{type(exc).__name__}: {first_line}"
             log.warning("torch.compile failed, running eagerly instead (same results, slower): %s", self.failed)
             return self.net(images)
 
