@@ -109,6 +109,16 @@ def test_short_batches_are_padded_to_the_first_shape(monkeypatch: pytest.MonkeyP
 
 
 @torch.inference_mode()
+def test_frame_sizes_beyond_max_shapes_run_eagerly(monkeypatch: pytest.MonkeyPatch) -> None:
+    shapes = _stand_in(monkeypatch)
+    wrapped = CompiledInference(_net(), max_shapes=2)
+    for size in (32, 48, 64, 32, 64):
+        wrapped(torch.randint(0, 256, (2, 3, size, size), dtype=torch.uint8))
+    assert shapes == [(2, 3, 32, 32), (2, 3, 48, 48), (2, 3, 32, 32)], "64 px: a third size, eager"
+    assert wrapped.shapes == {(2, 3, 32, 32), (2, 3, 48, 48)}
+
+
+@torch.inference_mode()
 def test_a_failed_compile_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch,
                                               caplog: pytest.LogCaptureFixture) -> None:
     shapes = _stand_in(monkeypatch, fail=True)
