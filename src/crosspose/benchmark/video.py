@@ -30,7 +30,7 @@ _JOINTS = tuple(f"kp{i}" for i in range(16))  # the names DeepLabCut's side give
 
 
 # ------------------------------------------------------------------------------ pure summaries
-def stage_shares(times: dict[str, float]) -> dict[str, float]:
+def stage_shares(times: dict[str, float | None]) -> dict[str, float]:
     """Each stage's busy seconds as a share of the analysis wall time (decode/resize overlap the network).
 
     Decoding and resizing run in a background thread while the network runs, so the shares may sum
@@ -47,7 +47,7 @@ def stage_shares(times: dict[str, float]) -> dict[str, float]:
     return out
 
 
-def summarise_analysis(times: dict[str, float], frames: int) -> dict[str, Any]:
+def summarise_analysis(times: dict[str, float | None], frames: int) -> dict[str, Any]:
     """Frames/s of the frames loop and end to end (loop + writing), and the stage shares."""
     wall, write = float(times.get("wall") or 0.0), float(times.get("write") or 0.0)
     return {"frames": frames, "frames_per_s": frames / wall if wall > 0 else None,

@@ -51,8 +51,8 @@ class StageTimes:
     first_call: float = 0.0
     first_call_frames: int = 0
 
-    def as_dict(self) -> dict[str, float]:
-        out = {k: round(float(v), 4) for k, v in self.__dict__.items()}
+    def as_dict(self) -> dict[str, float | None]:
+        out: dict[str, float | None] = {k: round(float(v), 4) for k, v in self.__dict__.items()}
         out["frames_per_s"] = round(self.frames / self.wall, 2) if self.wall > 0 else 0.0
         steady = self.wall - self.first_call
         out["frames_per_s_after_first_call"] = (round((self.frames - self.first_call_frames) / steady, 2)
