@@ -15,6 +15,7 @@ pixels of the 64 px images:
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -110,7 +111,17 @@ def test_load_and_analyze_follow_the_mocked_cpu(monkeypatch: pytest.MonkeyPatch,
     assert "pytorch in bf16 on cpu" in repr(model)
     assert crosspose.load(checkpoint, device="cpu", precision="fp32").backend.autocast_dtype is None  # type: ignore[attr-defined]
     assert main(["analyze", "--model", str(checkpoint), str(images), "--out", str(tmp_path / "a")]) == 0
-    assert "precision: bf16 (auto: CPU has avx512_bf16)" in capsys.readouterr().out.splitlines()
+    lines = capsys.readouterr().out.splitlines()
+    assert "precision: bf16 (auto: CPU has avx512_bf16)" in lines
+    assert "compile: off (auto: eager (compiling pays for bf16 on CPUs with AMX))" in lines
+
+    _mock_cpu(monkeypatch, SAPPHIRE)  # bf16 with AMX: compiled (a no-op compile in the tests, see conftest)
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/c++")  # whether or not this machine has one
+    assert main(["analyze", "--model", str(checkpoint), str(images), "--out", str(tmp_path / "amx")]) == 0
+    assert "compile: on (auto: bf16 on a CPU with AMX)" in capsys.readouterr().out.splitlines()
+    assert main(["analyze", "--model", str(checkpoint), str(images), "--out", str(tmp_path / "off"),
+                 "--compile", "off"]) == 0
+    assert "compile: off (off: asked for)" in capsys.readouterr().out.splitlines()
 
     _mock_cpu(monkeypatch, ZEN3)
     assert crosspose.load(checkpoint, device="cpu").backend.autocast_dtype is None  # type: ignore[attr-defined]
