@@ -58,9 +58,9 @@ def test_backends_follow_the_choice(monkeypatch: pytest.MonkeyPatch, tmp_path: A
     ckpt = write_tiny_checkpoint(tmp_path / "tiny.ckpt")
     backend = TorchBackend(ckpt, "cpu", "fp32")
     assert not isinstance(backend.net, CompiledInference)
-    assert backend.compiled == "compile: off (auto: eager (compiling pays for bf16 on CPUs with AMX))"
+    assert backend.compiled.describe() == "compile: off (auto: eager (compiling pays for bf16 on CPUs with AMX))"
     backend = TorchBackend(ckpt, "cpu", "fp32", compile="on")
-    assert isinstance(backend.net, CompiledInference) and backend.compiled == "compile: on (on: asked for)"
+    assert isinstance(backend.net, CompiledInference) and backend.compiled.describe() == "compile: on (on: asked for)"
     with pytest.raises(ConfigError, match="tiny.onnx is an .onnx model.*compiling applies to .ckpt models"):
         OnnxBackend(tmp_path / "tiny.onnx", "cpu", compile="on")
 

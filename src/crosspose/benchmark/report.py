@@ -298,9 +298,9 @@ def video_table(report: dict[str, Any]) -> list[str]:
               "of a random-weight network are a worst case (flat score maps: a rounding flips the arg-max); "
               "--accuracy-checkpoint gives a trained network's cost."]
     for name, row in (video.get("crosspose") or {}).items():
-        if str(row.get("compiled", "")).startswith("compile: on") and row.get("frames_per_s_after_first_call"):
+        if row.get("compiled") and row.get("frames_per_s_after_first_call"):
             steady = row["frames_per_s_after_first_call"]
-            lines.append(f"{name} ran through `torch.compile` ({row['compiled']}): the first network call, compiling "
+            lines.append(f"{name} ran through `torch.compile` ({row.get('compile_reason')}): the first network call, compiling "
                          f"included, took {_fmt(row.get('first_call_seconds'))} s of this short video; after it the "
                          f"loop ran {_fmt(steady)} frames/s ({_ratio(steady, base[0])} / {_ratio(steady, base[1])} "
                          "DeepLabCut's rates), the rate of a long recording.")

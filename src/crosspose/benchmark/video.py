@@ -180,7 +180,7 @@ def analyze(spec: dict[str, Any]) -> dict[str, Any]:
     return {"times": times, "total_seconds": total,
             "frames_per_s_whole_call": report.times.frames / total if total > 0 else None, "h5": str(report.outputs[0]), "backend": predictor.backend.name,
             "precision": predictor.backend.precision.precision,
-            "compiled": getattr(predictor.backend, "compiled", "compile: off"),
+            "compiled": predictor.backend.compiled.on, "compile_reason": predictor.backend.compiled.reason,
             "frames_per_s_after_first_call": times.get("frames_per_s_after_first_call"),
             "first_call_seconds": times.get("first_call"),
             "threads": torch.get_num_threads(), **summarise_analysis(times, int(report.times.frames))}

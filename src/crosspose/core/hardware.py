@@ -20,13 +20,15 @@ import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 __all__ = [
     "COMPILE_SETTINGS",
     "REDUCED_PRECISION_FLAGS",
+    "CompileChoice",
     "CpuFeatures",
     "Precision",
+    "check_compile_setting",
     "choose_inference_compile",
     "choose_inference_precision",
     "choose_loader_workers",
@@ -183,8 +185,27 @@ COMPILE_SETTINGS = ("auto", "on", "off")
 """What ``--compile`` / ``compile=`` of inference accept."""
 
 
+class CompileChoice(NamedTuple):
+    """Whether inference runs compiled, and why (``describe()`` is the line ``crosspose analyze`` prints)."""
+
+    on: bool
+    reason: str
+
+    def describe(self) -> str:
+        """One line: ``compile: on (auto: bf16 on a CPU with AMX)``."""
+        return f"compile: {'on' if self.on else 'off'} ({self.reason})"
+
+
+def check_compile_setting(requested: str, name: str = "compile") -> None:
+    """ConfigError, naming the setting ``name``, unless ``requested`` is one of :data:`COMPILE_SETTINGS`."""
+    from crosspose.core.errors import ConfigError
+
+    if requested not in COMPILE_SETTINGS:
+        raise ConfigError(f"{name} must be one of {', '.join(COMPILE_SETTINGS)}, got {requested!r}")
+
+
 def choose_inference_compile(features: CpuFeatures, device: str, precision: str,
-                             requested: str = "auto") -> tuple[bool, str]:
+                             requested: str = "auto") -> CompileChoice:
     """Whether inference runs the network through ``torch.compile`` (Inductor, weights frozen), and why.
 
     ``auto`` compiles where it was measured to pay: bf16 on a CPU with AMX. There Inductor folds the
@@ -199,23 +220,22 @@ def choose_inference_compile(features: CpuFeatures, device: str, precision: str,
 
     from crosspose.core.errors import ConfigError
 
-    if requested not in COMPILE_SETTINGS:
-        raise ConfigError(f"compile must be one of {', '.join(COMPILE_SETTINGS)}, got {requested!r}")
+    check_compile_setting(requested)
     if requested == "off":
-        return False, "off: asked for"
+        return CompileChoice(False, "off: asked for")
     compiler = device.startswith("cuda") or any(shutil.which(c) for c in ("c++", "g++", "clang++", "cl"))
     if requested == "on":
         if not compiler:
             raise ConfigError("--compile on: torch.compile needs a C++ compiler on the CPU (none of c++, g++, "
                               "clang++, cl found); install one or use --compile off")
-        return True, "on: asked for"
-    if device.startswith("cuda") or device != "cpu":
-        return False, "auto: eager on this device (compiling is measured on CPUs with AMX only)"
+        return CompileChoice(True, "on: asked for")
+    if device != "cpu":
+        return CompileChoice(False, "auto: eager on this device (compiling is measured on CPUs with AMX only)")
     if precision != "bf16" or "amx_bf16" not in features.flags:
-        return False, "auto: eager (compiling pays for bf16 on CPUs with AMX)"
+        return CompileChoice(False, "auto: eager (compiling pays for bf16 on CPUs with AMX)")
     if not compiler:
-        return False, "auto: eager (no C++ compiler for torch.compile)"
-    return True, "auto: bf16 on a CPU with AMX"
+        return CompileChoice(False, "auto: eager (no C++ compiler for torch.compile)")
+    return CompileChoice(True, "auto: bf16 on a CPU with AMX")
 
 
 def choose_training_precision(features: CpuFeatures, device: str = "cpu", requested: str = "auto") -> str:

@@ -191,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
     sources = resolve_inputs(args.inputs)  # every input checked before anything is written
     print(predictor)
     print(predictor.backend.precision.describe())
-    print(getattr(predictor.backend, "compiled", "compile: off"))
+    print(predictor.backend.compiled.describe())
     for source in sources:
         report = analyze_input(predictor, source, args.out, formats, args.labeled_video, args.pcutoff,
                                args.filter, args.filter_window, progress=True, plot=args.plot)

@@ -131,6 +131,7 @@ class Backend(Protocol):
     device: torch.device
     name: str
     precision: PrecisionChoice
+    compiled: hardware.CompileChoice
 
     def __call__(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 
@@ -178,7 +179,8 @@ class TorchBackend:
         precision: one of :data:`PRECISIONS` (see :func:`choose_precision`); ``int8`` is refused.
         compile: ``auto``, ``on`` or ``off``: the network through ``torch.compile`` with frozen weights
             (:func:`crosspose.core.hardware.choose_inference_compile`; ``auto`` compiles bf16 on CPUs
-            with AMX, where it was measured twice as fast). ``self.compiled`` says what was chosen and why.
+            with AMX, where it was measured twice as fast). ``self.compiled`` (a
+            :class:`~crosspose.core.hardware.CompileChoice`) says what was chosen and why.
     """
 
     name = "pytorch"
@@ -188,12 +190,11 @@ class TorchBackend:
         self.path = Path(path)
         self.device = resolve_device(device)
         self.precision = choose_precision(precision, self.device)  # before loading: a bad ask fails fast
-        use, why = hardware.choose_inference_compile(hardware.read_cpu_features(), self.device.type,
-                                                     self.precision.precision, compile)
-        self.compiled = f"compile: {'on' if use else 'off'} ({why})"
+        self.compiled = hardware.choose_inference_compile(hardware.read_cpu_features(), self.device.type,
+                                                          self.precision.precision, compile)
         net, self.card = build_network(path)
         folded = inference_copy(net, channels_last=True).to(self.device)
-        self.net: torch.nn.Module = CompiledInference(folded) if use else folded
+        self.net: torch.nn.Module = CompiledInference(folded) if self.compiled.on else folded
         self.autocast_dtype: torch.dtype | None = self.precision.autocast_dtype
 
     @torch.inference_mode()
@@ -241,8 +242,8 @@ class OnnxBackend:
         if compile == "on":
             raise ConfigError(f"--compile on: {path} is an .onnx model, which ONNX Runtime runs as it is; "
                               "compiling applies to .ckpt models")
-        hardware.choose_inference_compile(hardware.read_cpu_features(), "cpu", "fp32", compile)  # checks the word
-        self.compiled = "compile: off (an .onnx model runs in ONNX Runtime)"
+        hardware.check_compile_setting(compile)
+        self.compiled = hardware.CompileChoice(False, "an .onnx model runs in ONNX Runtime")
         if not self.path.is_file():
             raise CheckpointError(f"{path}: model file not found")
         self.device = resolve_device(device)

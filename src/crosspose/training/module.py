@@ -168,9 +168,7 @@ class PoseEstimationModule(L.LightningModule):
             raise ConfigError(f"model.keypoint_names has {len(keypoint_names)} names but "
                               f"model.num_keypoints is {num_keypoints}")
         compile_mode(compile)  # an unknown mode is a ConfigError now, not at setup
-        if predict_compile not in hardware.COMPILE_SETTINGS:
-            raise ConfigError(f"model.predict_compile must be one of {', '.join(hardware.COMPILE_SETTINGS)}, "
-                              f"got {predict_compile!r}")
+        hardware.check_compile_setting(predict_compile, "model.predict_compile")
         positive("model.radius", radius)
         if sigma is not None:
             positive("model.sigma", sigma)
@@ -307,11 +305,11 @@ class PoseEstimationModule(L.LightningModule):
         net = inference_copy(self.net, self.hparams.channels_last)
         bf16 = (self.device.type == "cpu" and torch.is_autocast_enabled("cpu")
                 and torch.get_autocast_dtype("cpu") == torch.bfloat16)
-        use, why = hardware.choose_inference_compile(hardware.read_cpu_features(), self.device.type,
-                                                     "bf16" if bf16 else "fp32",
-                                                     self.hparams.get("predict_compile", "auto"))
-        log.info("predict: compile %s (%s)", "on" if use else "off", why)
-        return CompiledInference(net) if use else net
+        choice = hardware.choose_inference_compile(hardware.read_cpu_features(), self.device.type,
+                                                   "bf16" if bf16 else "fp32",
+                                                   self.hparams.get("predict_compile", "auto"))
+        log.info("predict: %s", choice.describe())
+        return CompiledInference(net) if choice.on else net
 
     # ------------------------------------------------------ gradual unfreezing
     def _backbone(self) -> Any:
