@@ -130,7 +130,9 @@ def format_report(report: dict[str, Any]) -> str:
               f"{' '.join(flags) or 'none'}{' (absent: ' + ' '.join(absent) + ')' if absent else ''} "
               f"(torch kernels: {m.get('torch_capability', 'n/a')}); "
               f"torch {m['torch']} ({main.get('threads', m['torch_threads'])} intra-op threads), channels_last "
-              f"{s['channels_last']}, compile {s['compile']}, {s['workers']} loader workers; DeepLabCut torch "
+              f"{s['channels_last']}, compile {s['compile']}, {s['workers']} loader workers, "
+              f"{main.get('allocator', 'allocator: not reported')}; DeepLabCut (its own process, "
+              f"the C library's default allocator) torch "
               f"{dlc_torch}; load average before {_load(m.get('load_average'))}, after "
               f"{_load(m.get('load_average_after'))}; {m.get('seconds', 0) / 60:.0f} min for the whole benchmark."]
     return "\n".join(lines)

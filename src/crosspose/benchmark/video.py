@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from crosspose.core.allocator import keep_freed_memory
+
 __all__ = ["STAGES", "h5_rows", "keypoint_difference", "stage_shares", "summarise_analysis", "write_video"]
 
 STAGES = ("decode", "resize", "network", "decode_maps", "write")
@@ -257,7 +259,8 @@ def check_outputs(rows: dict[str, Any], frames: int, reference: str | None) -> N
 def main(argv: list[str]) -> int:
     """Run one step in this child process and print its JSON result last."""
     step, spec = argv[0], json.loads(argv[1])
-    print(json.dumps({"prepare": prepare, "analyze": analyze}[step](spec)))
+    allocator = keep_freed_memory()  # as the crosspose command does
+    print(json.dumps({**{"prepare": prepare, "analyze": analyze}[step](spec), "allocator": allocator.describe()}))
     return 0
 
 
