@@ -194,7 +194,8 @@ def precision_table(report: dict[str, Any], support: dict[str, str | None]) -> l
             ("int8 static QDQ (ONNX Runtime)", "int8", _rate(int8, "ort_int8", "whole", "images_per_s"),
              int8.get("int8_heatmap_rel_rmse"))]
     where = (f"on {acc.get('instances')} test instances of {acc.get('test_file')} ({acc.get('input_size')} px, "
-             f"checkpoint {acc.get('checkpoint')})") if acc.get("fp32") else "(no --accuracy-checkpoint given)"
+             f"checkpoint {acc.get('checkpoint')})") if acc.get("fp32") else \
+        f"(the accuracy phase failed: {acc['error']})" if acc.get("error") else "(no --accuracy-checkpoint given)"
     lines = [f"### Reduced precision (inference): speed and accuracy cost {where}", "",
              "| precision | images/s | vs fp32 | score maps vs fp32 (relative RMS, benchmark network) | "
              "keypoints vs fp32 (px, mean / median; mean on detected joints) | PCKh@0.5 |", "|---|---|---|---|---|---|"]
