@@ -112,9 +112,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=r".*litlogger.*")
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # our modules log their progress lines
     try:
-        from crosspose.core.allocator import keep_freed_memory
-
-        logging.getLogger(__name__).debug(keep_freed_memory().describe())
         if command in LIGHTNING_COMMANDS:
             from crosspose.training.cli import run_lightning_cli
 

@@ -79,7 +79,8 @@ def test_video_table_prints_every_row_and_margin() -> None:
                                                                     "h5_check": "ok"}},
                        "resnet50_gn": {"available": False, "reason": "install failed"}},
         "video": {"prepare": {"quantize": {"calibration_images": 8}, "quantize_seconds": 30.0},
-                  "crosspose": {"pytorch fp32": {"frames_per_s": 5.0, "shares": shares, "h5_check": "ok"},
+                  "crosspose": {"pytorch fp32": {"frames_per_s": 5.0, "shares": shares, "h5_check": "ok",
+                                                 "allocator": "allocator: freed memory kept (glibc)"},
                                 "pytorch bf16": {"unsupported": no_bf16},
                                 "onnxruntime int8": {"frames_per_s": 9.0, "shares": shares, "h5_check": "ok",
                                                      "vs_reference": {"px_mean": 0.25, "px_median": 0.1}}}}}
@@ -90,6 +91,7 @@ def test_video_table_prints_every_row_and_margin() -> None:
     assert "| 5.00 | n/a | 2.50x / n/a | 10 / 5 / 70 / 5 / 10 / 0 |" in text
     assert f"pytorch bf16 | {no_bf16} |" in text
     assert "| 0.25 / 0.10 | ok |" in text and "calibrated on 8 frames" in text
+    assert "crosspose analyze ran with allocator: freed memory kept (glibc); DeepLabCut with its C library's" in text
     failed = {**report, "video": {"prepare": {"error": "exit 1: boom"}}}
     assert "failed (exit 1: boom)" in "\n".join(video_table(failed))
     assert video_table({"settings": {}}) == []

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -69,7 +70,7 @@ _FAULTS = """
 import json, resource, sys, torch
 from crosspose.core.allocator import keep_freed_memory
 choice = keep_freed_memory()
-def churn():  # what a training step does: allocate, fill and free activations over glibc's mmap threshold
+def churn():  # what a batch does: allocate, fill and free activations over glibc's mmap threshold
     for _ in range(4):
         t = torch.empty(16 << 20); t.fill_(1.0); del t
 churn(); churn()  # glibc's aligned allocations reuse freed blocks once a few have merged
@@ -96,22 +97,26 @@ def test_freed_blocks_are_reused_without_page_faults() -> None:
     assert int(kept["faults"]) <= 16_384 + 100, kept  # type: ignore[call-overload]
 
 
-def test_every_command_keeps_freed_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+
+def test_analyze_keeps_freed_memory_and_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
     from crosspose import cli
-    from crosspose.core import allocator
+    from crosspose.inference import analyze
 
     asked: list[bool] = []
-    monkeypatch.setattr(allocator, "keep_freed_memory", lambda: asked.append(True) or AllocatorChoice(True, "x"))
-    with pytest.raises(SystemExit):
-        cli.main(["score", "--help"])
+    monkeypatch.setattr(analyze, "keep_freed_memory", lambda: asked.append(True) or AllocatorChoice(True, "stand-in"))
+    monkeypatch.setattr(analyze, "load", lambda *a, **k: (_ for _ in ()).throw(SystemExit(7)))
+    with pytest.raises(SystemExit):  # stops at loading the model: the choice is made before it
+        cli.main(["analyze", "--model", str(tmp_path / "m.ckpt"), str(tmp_path), "--out", str(tmp_path / "o")])
     assert asked == [True]
 
 
-def test_bad_setting_is_one_line_from_the_command(monkeypatch: pytest.MonkeyPatch,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_setting_is_one_line_from_analyze(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
     from crosspose import cli
 
     monkeypatch.setenv("CROSSPOSE_MALLOC", "always")
-    assert cli.main(["score", "--help"]) == 2
-    assert capsys.readouterr().err.strip() == ("crosspose score: error: CROSSPOSE_MALLOC must be one of keep, "
+    assert cli.main(["analyze", "--model", str(tmp_path / "m.ckpt"), str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.strip() == ("crosspose analyze: error: CROSSPOSE_MALLOC must be one of keep, "
                                                "default; got 'always'")
+    assert not (tmp_path / "o").exists()

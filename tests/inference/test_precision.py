@@ -114,6 +114,7 @@ def test_load_and_analyze_follow_the_mocked_cpu(monkeypatch: pytest.MonkeyPatch,
     lines = capsys.readouterr().out.splitlines()
     assert "precision: bf16 (auto: CPU has avx512_bf16)" in lines
     assert "compile: off (auto: eager (compiling pays for bf16 on CPUs with AMX))" in lines
+    assert any(line.startswith("allocator: ") for line in lines)
 
     _mock_cpu(monkeypatch, SAPPHIRE)  # bf16 with AMX: compiled (a no-op compile in the tests, see conftest)
     monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/c++")  # whether or not this machine has one

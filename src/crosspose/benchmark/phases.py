@@ -25,7 +25,6 @@ import torch
 from torch.utils.data import DataLoader
 
 from crosspose.benchmark.measure import summarise_passes, summarise_steps
-from crosspose.core.allocator import keep_freed_memory
 
 
 def _sync(device: torch.device) -> None:
@@ -486,17 +485,13 @@ def accuracy_phase(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    """Run one measurement phase in this child process and print its JSON result last.
-
-    The process keeps freed memory as ``crosspose`` itself does (:mod:`crosspose.core.allocator`).
-    """
+    """Run one measurement phase in this child process and print its JSON result last."""
     phase, spec = argv[0], json.loads(argv[1])
-    allocator = keep_freed_memory()
     from crosspose.benchmark.matmul import matmul_phase
 
     result = {"train": train_phase, "infer": infer_phase, "int8": int8_phase, "accuracy": accuracy_phase,
               "matmul": matmul_phase}[phase](spec)
-    print(json.dumps({**result, "allocator": allocator.describe()}))
+    print(json.dumps(result))
     return 0
 
 

@@ -130,9 +130,7 @@ def format_report(report: dict[str, Any]) -> str:
               f"{' '.join(flags) or 'none'}{' (absent: ' + ' '.join(absent) + ')' if absent else ''} "
               f"(torch kernels: {m.get('torch_capability', 'n/a')}); "
               f"torch {m['torch']} ({main.get('threads', m['torch_threads'])} intra-op threads), channels_last "
-              f"{s['channels_last']}, compile {s['compile']}, {s['workers']} loader workers, "
-              f"{main.get('allocator', 'allocator: not reported')}; DeepLabCut (its own process, "
-              f"the C library's default allocator) torch "
+              f"{s['channels_last']}, compile {s['compile']}, {s['workers']} loader workers; DeepLabCut torch "
               f"{dlc_torch}; load average before {_load(m.get('load_average'))}, after "
               f"{_load(m.get('load_average_after'))}; {m.get('seconds', 0) / 60:.0f} min for the whole benchmark."]
     return "\n".join(lines)
@@ -300,6 +298,10 @@ def video_table(report: dict[str, Any]) -> list[str]:
               "sum past 100 %; 'waiting for frames' is the decoding the network did not hide. Keypoint distances "
               "of a random-weight network are a worst case (flat score maps: a rounding flips the arg-max); "
               "--accuracy-checkpoint gives a trained network's cost."]
+    allocators = sorted({row["allocator"] for row in (video.get("crosspose") or {}).values() if row.get("allocator")})
+    if allocators:
+        lines.append(f"crosspose analyze ran with {'; '.join(allocators)}; DeepLabCut with its C library's default "
+                     "(freed blocks over 32 MiB go back to the kernel and fault in again).")
     for name, row in (video.get("crosspose") or {}).items():
         if row.get("compiled") and row.get("frames_per_s_after_first_call"):
             steady = row["frames_per_s_after_first_call"]

@@ -1,14 +1,17 @@
-"""Keep freed memory in the process, so that big tensors stop page-faulting on every step.
+"""Keep freed memory in the process, so that big tensors stop page-faulting on every batch.
 
 glibc's malloc serves any block over its mmap threshold (at most 32 MiB) with a fresh ``mmap`` and
-returns it to the kernel on ``free``. A ResNet-50 at 256 px and batch 8 allocates dozens of such
-blocks per training step (a 256-channel 64x64 activation is 33.5 MiB), so every step the kernel
-maps and zero-fills about a gigabyte again, 4 KiB page by page: about 245,000 page faults per
-training step, measured on a 2-core Xeon VM, and 8-12 % of the step's time. Turning off mmap for
-large blocks and never trimming the heap's top keeps the pages mapped; the next step reuses them
-(0 faults per step after the first). The peak memory is the same working set; what changes is that
-freed memory stays with the process until it exits, as it does with PyTorch's CUDA caching allocator
-and with jemalloc or tcmalloc, which Intel's PyTorch CPU guide preloads for the same reason.
+returns it to the kernel on ``free``; the next batch faults the same memory in again, 4 KiB page by
+page, zero-filled. A ResNet-50 on 640x480 video frames at batch 8 makes activations of 150 MiB and
+more. Turning off mmap for large blocks and never trimming the heap's top keeps the pages mapped, and
+the next batch reuses them, as PyTorch's CUDA caching allocator does on a GPU and jemalloc or tcmalloc
+(which Intel's PyTorch CPU guide preloads) do on a CPU.
+
+Measured on a 2-core Xeon VM (docs/speed.md, "Keeping freed memory"): ``crosspose analyze`` of a
+640x480 video in fp32 ran 3.6-3.8 instead of 2.8-2.9 frames/s, for ~450 MiB more peak memory. The
+benchmark's training and 256 px image-folder rows did not move (4.23 vs 4.30 and 15.25 vs 15.04 img/s)
+while training took 300 MiB more, so only ``crosspose analyze`` (and the benchmark's video row, which
+mirrors it) keep freed memory; training and ``predict`` leave glibc as it is.
 
 ``CROSSPOSE_MALLOC=default`` leaves glibc's own behaviour. A ``GLIBC_TUNABLES`` that sets any
 ``glibc.malloc.*`` tunable is the user's choice and is left alone too, as is any libc other than

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crosspose.core.allocator import keep_freed_memory
 from crosspose.core.errors import ConfigError
 from crosspose.core.hardware import COMPILE_SETTINGS
 from crosspose.inference.model import PRECISIONS
@@ -184,6 +185,8 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.pcutoff <= 1:
         raise ConfigError(f"--pcutoff must be in [0, 1], got {args.pcutoff}")
     scale = _scale(args.scale)
+    # frames at their native size make activations of 100+ MiB; without this each batch faults them in anew
+    allocator = keep_freed_memory()
     if args.out.exists() and not args.out.is_dir():
         raise ConfigError(f"--out {args.out} is a file; give a folder for the outputs")
     predictor = load(args.model, device=args.device, scale=scale, batch_size=args.batch_size,
@@ -192,6 +195,7 @@ def run(args: argparse.Namespace) -> int:
     print(predictor)
     print(predictor.backend.precision.describe())
     print(predictor.backend.compiled.describe())
+    print(allocator.describe())
     for source in sources:
         report = analyze_input(predictor, source, args.out, formats, args.labeled_video, args.pcutoff,
                                args.filter, args.filter_window, progress=True, plot=args.plot)
