@@ -259,8 +259,11 @@ def check_outputs(rows: dict[str, Any], frames: int, reference: str | None) -> N
 def main(argv: list[str]) -> int:
     """Run one step in this child process and print its JSON result last."""
     step, spec = argv[0], json.loads(argv[1])
-    allocator = keep_freed_memory()  # as `crosspose analyze` does
-    print(json.dumps({**{"prepare": prepare, "analyze": analyze}[step](spec), "allocator": allocator.describe()}))
+    if step == "prepare":
+        print(json.dumps(prepare(spec)))
+        return 0
+    allocator = keep_freed_memory()  # as `crosspose analyze` does; preparing (export, quantize) does not need it
+    print(json.dumps({**analyze(spec), "allocator": allocator.describe()}))
     return 0
 
 
