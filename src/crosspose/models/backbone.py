@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from crosspose.core.errors import ConfigError
+from crosspose.models.group_norm import fuse_group_norm
 from crosspose.models.slim_resnet import DLC_MEAN_PIXEL, SlimResNetV1, parse_slim_name
 
 __all__ = ["STAGES", "Backbone", "ResNetBackbone", "SlimResNetBackbone", "build_backbone"]
@@ -73,6 +74,9 @@ class ResNetBackbone(nn.Module):
                     "`model.init_from`."
                 ) from None
             raise
+        # GroupNorm backbones (DeepLabCut 3's default): the norm and its ReLU as one CPU kernel; same
+        # parameters and state-dict keys, PyTorch's ops wherever the kernel does not apply
+        fuse_group_norm(self.body)
         self.name = name
         self.channels: tuple[int, int] = tuple(self.body.feature_info.channels())
         self.intermediate_unit = _check_unit(intermediate_unit, len(self.body.layer3), name)

@@ -1,0 +1,114 @@
+"""Build a small C source with the host's compiler, once per machine, and load it with ctypes.
+
+crosspose's few native kernels (``crosspose/models/kernels/*.c``) are plain C with OpenMP: no
+PyTorch headers, so a build takes about a second, and no build step at install time. The library is
+compiled for this CPU (``-march=native``) and cached under ``$XDG_CACHE_HOME/crosspose/native`` (or
+``~/.cache/...``; ``CROSSPOSE_NATIVE_CACHE`` overrides), keyed by the source, the compiler, the flags
+and the CPU, so an edited kernel, another compiler or another CPU builds afresh. The library lands in
+the cache by an atomic rename, so concurrent processes (DDP ranks, test workers) never load half a file.
+
+OpenMP: the library links ``libgomp.so.1``. Loaded after torch, whose wheel carries a ``libgomp.so.1``
+of its own, the dynamic loader reuses torch's, so the kernels share PyTorch's thread pool and follow
+``torch.set_num_threads``.
+
+Example::
+
+    >>> from crosspose.core.native import load_library
+    >>> lib = load_library(Path("kernel.c"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from crosspose.core.errors import CrossposeError
+from crosspose.core.io import atomic_path
+
+__all__ = ["CACHE_ENV", "CFLAGS", "NativeBuildError", "cache_dir", "load_library"]
+
+CACHE_ENV = "CROSSPOSE_NATIVE_CACHE"
+CFLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11")
+_loaded: dict[str, ctypes.CDLL] = {}
+
+
+class NativeBuildError(CrossposeError, RuntimeError):
+    """No C compiler, a failed compile, or a library that does not load."""
+
+
+def cache_dir() -> Path:
+    """Where built libraries are kept."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "crosspose" / "native"
+
+
+def _compiler() -> str:
+    cc = os.environ.get("CC") or "cc"
+    found = shutil.which(cc)
+    if found is None:
+        raise NativeBuildError(f"no C compiler: {cc!r} is not on PATH (install gcc or set CC)")
+    return found
+
+
+def _cpu_identity() -> str:
+    """The CPU's model and flags: ``-march=native`` code is for this CPU only."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return platform.machine() + platform.processor()
+    keep = [line for line in text.splitlines() if line.split(":")[0].strip() in ("model name", "flags", "Features")]
+    return platform.machine() + "\n" + "\n".join(dict.fromkeys(keep))
+
+
+def _compiler_version(cc: str) -> str:
+    try:
+        out = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise NativeBuildError(f"C compiler {cc} does not run: {exc}") from None
+    return out.stdout.splitlines()[0] if out.stdout else cc
+
+
+def load_library(source: Path) -> ctypes.CDLL:
+    """The built library of ``source`` (a C file), compiling it first if the cache has none.
+
+    Raises:
+        NativeBuildError: no compiler, compile error (its first lines in the message), or a library
+            that does not load.
+    """
+    cc = _compiler()
+    code = Path(source).read_bytes()
+    key = hashlib.sha256(b"\0".join([code, " ".join(CFLAGS).encode(), _compiler_version(cc).encode(),
+                                     _cpu_identity().encode()])).hexdigest()[:20]
+    if key in _loaded:
+        return _loaded[key]
+    target = cache_dir() / f"{Path(source).stem}-{key}.so"
+    if not target.exists():
+        with tempfile.TemporaryDirectory() as scratch:
+            built = Path(scratch) / target.name
+            cmd = [cc, *CFLAGS, "-o", str(built), str(source), "-lm"]
+            try:
+                done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise NativeBuildError(f"compiling {source} failed: {exc}") from None
+            if done.returncode != 0:
+                detail = " | ".join((done.stderr or done.stdout).strip().splitlines()[:3])
+                raise NativeBuildError(f"compiling {source} failed ({' '.join(cmd)}): {detail}")
+            try:
+                with atomic_path(target) as tmp:
+                    shutil.copyfile(built, tmp)
+            except OSError as exc:
+                raise NativeBuildError(f"cannot cache the built {source.name} in {target.parent}: {exc}") from None
+    try:
+        lib = ctypes.CDLL(str(target))
+    except OSError as exc:
+        raise NativeBuildError(f"the built {target} does not load: {exc}") from None
+    _loaded[key] = lib
+    return lib
