@@ -114,6 +114,9 @@ def test_every_row_runs_on_a_tiny_network(tmp_path: Path, capsys: pytest.Capture
     assert status == 0, text
     report = json.loads(out_json.read_text())["crosspose"]
     assert report["gn"]["backbone"] == "resnet50_gn" and report["gn"]["train"]["whole_step"]["images_per_s"] > 0
+    assert report["gn"]["train"]["group_norm"].startswith("group norm: ")
+    assert report["fp32"]["train"]["group_norm"] is None  # BatchNorm
+    assert f"crosspose GroupNorm training: {report['gn']['train']['group_norm']}." in text
     for key in ("fp32", "gn"):
         rounds = report[key]["train"]["whole_step"]["rounds"]
         assert len(rounds) == 2 and all(r > 0 for r in rounds), key
@@ -214,6 +217,10 @@ def test_report_marks_rows_and_names_margins() -> None:
     report["crosspose"]["accuracy"] = {"error": "exit 1: t.json: image listed but missing"}
     text = format_report(report)
     assert "accuracy cost (the accuracy phase failed: exit 1: t.json: image listed but missing)" in text
+    # the GroupNorm row says how its norm ran
+    report["crosspose"]["gn"] = {"backbone": "resnet50_gn", "train": {"group_norm": "group norm: fused kernel (x)",
+                                                                      "whole_step": {"images_per_s": 3.0}}}
+    assert "crosspose GroupNorm training: group norm: fused kernel (x)." in format_report(report)
 
 
 def test_bad_size_is_a_config_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

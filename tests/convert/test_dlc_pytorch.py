@@ -146,7 +146,7 @@ _DLC3_REFERENCE = os.environ.get("CROSSPOSE_DLC3_REFERENCE")
 
 @pytest.mark.skipif(not _DLC3_REFERENCE, reason="set CROSSPOSE_DLC3_REFERENCE to a folder made by "
                     "tools/dlc3_reference.py (needs DeepLabCut 3.0.2 in its own environment)")
-def test_reproduces_deeplabcut3s_own_predictions(tmp_path: Path) -> None:
+def test_reproduces_deeplabcut3s_own_predictions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Against DeepLabCut 3.0.2 itself: its snapshot, config, inference runner and predictions."""
     folder = Path(str(_DLC3_REFERENCE))
     out = tmp_path / "dlc3.ckpt"
@@ -154,9 +154,13 @@ def test_reproduces_deeplabcut3s_own_predictions(tmp_path: Path) -> None:
     module = PoseEstimationModule.load_from_checkpoint(out, weights_only=True).eval()
     images = np.load(folder / "images.npz")
     want = np.load(folder / "dlc3_predictions.npz")
-    for i in range(len([k for k in want.files if k.startswith("bodyparts")])):
-        with torch.no_grad():
-            maps = module(torch.from_numpy(images[f"image{i}"]).permute(2, 0, 1)[None])
-        got = module.codec.decode(maps["heatmap"], maps["locref"])[0].numpy()
-        assert np.abs(got[:, :2] - want[f"bodyparts{i}"][:, :2]).max() < 0.05
-        assert np.abs(got[:, 2] - want[f"bodyparts{i}"][:, 2]).max() < 5e-4
+    module.to(memory_format=torch.channels_last)
+    for group_norm in ("aten", "fused"):  # PyTorch's group norm, then crosspose's fused GroupNorm+ReLU kernel
+        monkeypatch.setenv("CROSSPOSE_GROUP_NORM", group_norm)
+        for i in range(len([k for k in want.files if k.startswith("bodyparts")])):
+            image = torch.from_numpy(images[f"image{i}"]).permute(2, 0, 1)[None]
+            with torch.no_grad():
+                maps = module(image.contiguous(memory_format=torch.channels_last))
+            got = module.codec.decode(maps["heatmap"], maps["locref"])[0].numpy()
+            assert np.abs(got[:, :2] - want[f"bodyparts{i}"][:, :2]).max() < 0.05, group_norm
+            assert np.abs(got[:, 2] - want[f"bodyparts{i}"][:, 2]).max() < 5e-4, group_norm

@@ -106,6 +106,9 @@ def format_report(report: dict[str, Any]) -> str:
                          f"{_fmt(_rate(r, 'ort_fp32', 'whole', 'images_per_s'))} | | {_memory(r)} (both) |")
             lines.append(f"| crosspose | {_backbone(s['backbone'])} | int8 (ONNX Runtime, static QDQ) | | "
                          f"{_fmt(_rate(r, 'ort_int8', 'whole', 'images_per_s'))} | | |")
+    gn_note = ((cp.get("gn") or {}).get("train") or {}).get("group_norm")
+    if gn_note:  # whether crosspose's GroupNorm row trained with the fused kernel
+        lines += ["", f"crosspose GroupNorm training: {gn_note}."]
     lines += ["", *margins(report)]
     lines += ["", *video_table(report)]
     lines += ["", *precision_table(report, support)]
