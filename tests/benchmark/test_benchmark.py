@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from crosspose.benchmark.dlc_runner import conflicting_pins, dlc_constraints
+from crosspose.benchmark.dlc_runner import conflicting_pins, dlc_constraints, dlc_env
 from crosspose.benchmark.measure import summarise_passes, summarise_steps
 from crosspose.benchmark.report import format_report
 from crosspose.benchmark.run import bf16_peak_tflops, make_synthetic_images
@@ -221,6 +221,33 @@ def test_report_marks_rows_and_names_margins() -> None:
     report["crosspose"]["gn"] = {"backbone": "resnet50_gn", "train": {"group_norm": "group norm: fused kernel (x)",
                                                                       "whole_step": {"images_per_s": 3.0}}}
     assert "crosspose GroupNorm training: group norm: fused kernel (x)." in format_report(report)
+    report["settings"]["dlc_malloc"] = "keep"
+    assert "| DeepLabCut 3.0.2 (freed memory kept) | `resnet50` (BatchNorm) | fp32 | 2.00 |" in format_report(report)
+
+
+def test_dlc_malloc_keep_reaches_deeplabcuts_processes_and_the_report() -> None:
+    assert dlc_env({"dlc_malloc": "default"}) is None and dlc_env({}) is None  # as DeepLabCut's users run it
+    assert dlc_env({"dlc_malloc": "keep"}) == {
+        "GLIBC_TUNABLES": "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967296"}
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="glibc tunables")
+def test_glibc_reads_the_tunables_dlc_malloc_keep_sets(tmp_path: Path) -> None:
+    """The tunables do what the report says: a freed 64 MiB block comes back without faulting in again."""
+    from crosspose.benchmark.measure import run_child
+
+    probe = ("import json, resource, ctypes\n"
+             "libc = ctypes.CDLL('libc.so.6'); libc.malloc.restype = ctypes.c_void_p\n"
+             "libc.free.argtypes = [ctypes.c_void_p]; n = 64 << 20\n"
+             "def touch():\n"
+             "    p = libc.malloc(n); ctypes.memset(p, 1, n); libc.free(p)\n"
+             "touch(); before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt; touch()\n"
+             "print(json.dumps({'faults': resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before}))\n")
+    default, _, error = run_child([sys.executable, "-c", probe], env=dlc_env({"dlc_malloc": "default"}))
+    kept, _, error_kept = run_child([sys.executable, "-c", probe], env=dlc_env({"dlc_malloc": "keep"}))
+    assert default is not None and kept is not None, error or error_kept
+    assert default["faults"] >= 16_000  # mmap'd and unmapped: all 16,384 pages fault in again
+    assert kept["faults"] < 1_000
 
 
 def test_bad_size_is_a_config_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

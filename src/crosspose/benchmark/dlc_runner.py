@@ -17,14 +17,24 @@ from pathlib import Path
 from typing import Any
 
 from crosspose.benchmark.measure import run_child, summarise_passes, summarise_steps
-from crosspose.benchmark.report import DLC_VERSION
+from crosspose.benchmark.report import DLC_KEEP_FREED_MEMORY, DLC_VERSION
 from crosspose.core.io import atomic_write_text
 
-__all__ = ["conflicting_pins", "dlc_constraints", "dlc_rates", "ensure_dlc", "installed_versions", "run_deeplabcut"]
+__all__ = ["conflicting_pins", "dlc_constraints", "dlc_env", "dlc_rates", "ensure_dlc",
+           "installed_versions", "run_deeplabcut"]
 
 
 _DLC_SCRIPT = str(Path(__file__).with_name("dlc_side.py"))
 """The standalone script DeepLabCut's own Python runs, one phase per call."""
+
+
+def dlc_env(spec: dict[str, Any]) -> dict[str, str] | None:
+    """Extra environment of DeepLabCut's phases.
+
+    None: its C library's default, as its users run it. ``--dlc-malloc keep``: the tunables that keep
+    freed memory, as ``crosspose analyze`` does.
+    """
+    return {"GLIBC_TUNABLES": DLC_KEEP_FREED_MEMORY} if spec.get("dlc_malloc") == "keep" else None
 
 
 def _dlc_python(venv: Path) -> Path:
@@ -140,7 +150,8 @@ def run_deeplabcut(args: argparse.Namespace, spec: dict[str, Any], work: Path, b
     for phase, extra in phases:
         print(f"[benchmark] DeepLabCut {phase} ...", file=sys.stderr, flush=True)
         memory: dict[str, Any] = {}
-        result, peak, error = run_child([str(python), _DLC_SCRIPT, phase, *extra], timeout=args.timeout, memory=memory)
+        result, peak, error = run_child([str(python), _DLC_SCRIPT, phase, *extra], env=dlc_env(spec),
+                                        timeout=args.timeout, memory=memory)
         if result is None:
             out.update(available=phase != "prepare" and out.get("train") is not None,
                        reason=f"{phase} failed: {error}")
@@ -166,7 +177,7 @@ def dlc_rates(python: Path, spec: dict[str, Any], work: Path, backbone: str, tim
     """DeepLabCut's training and inference images/s with one backbone (None for a phase that failed)."""
     rates: list[float | None] = []
     for phase, extra in (("train", _dlc_train_args(spec, work, backbone)), ("infer", _dlc_infer_args(spec, work))):
-        result, _, _ = run_child([str(python), _DLC_SCRIPT, phase, *extra], timeout=timeout)
+        result, _, _ = run_child([str(python), _DLC_SCRIPT, phase, *extra], env=dlc_env(spec), timeout=timeout)
         if result is None:  # a failed training leaves no snapshot for inference to time
             return rates + [None] * (2 - len(rates))
         rates.append(dlc_summary(phase, result, spec)["images_per_s"])

@@ -12,6 +12,9 @@ __all__ = ["DLC_VERSION", "H100_BF16_TFLOPS", "PAPER_STEPS", "bottleneck_note", 
            "video_table"]
 
 DLC_VERSION = "3.0.2"
+DLC_KEEP_FREED_MEMORY = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967296"
+"""``GLIBC_TUNABLES`` that make glibc keep freed memory, as ``crosspose analyze`` does by ``mallopt``
+(``--dlc-malloc keep``; DeepLabCut cannot be told from inside: glibc reads them when a process starts)."""
 PAPER_STEPS = 164_000
 """Iterations of the paper's fine-tune (batch 8)."""
 H100_BF16_TFLOPS = 989.0
@@ -55,6 +58,11 @@ def _backbone(name: str) -> str:
     return f"`{name}` ({norm})"
 
 
+def _dlc_tool(settings: dict[str, Any]) -> str:
+    """DeepLabCut's name in a table row, marked when it ran with freed memory kept (--dlc-malloc keep)."""
+    return f"DeepLabCut {DLC_VERSION}" + (" (freed memory kept)" if settings.get("dlc_malloc") == "keep" else "")
+
+
 def _dlc_rows(dlc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [(name, run) for name, run in dlc.items() if isinstance(run, dict)]
 
@@ -73,12 +81,13 @@ def format_report(report: dict[str, Any]) -> str:
              "; memory: peak PSS of the process tree, summed RSS in brackets)",
              "", "| tool | backbone | precision | training | inference (image folder) | training peak memory "
              "| inference peak memory |", "|---|---|---|---|---|---|---|"]
+    dlc_tool = _dlc_tool(s)
     for name, run in _dlc_rows(dlc):
         if not run.get("available") and "train" not in run:
-            lines.append(f"| DeepLabCut {DLC_VERSION} | {_backbone(name)} | fp32 | unavailable: {run.get('reason')} "
+            lines.append(f"| {dlc_tool} | {_backbone(name)} | fp32 | unavailable: {run.get('reason')} "
                          "| | | |")
             continue
-        lines.append(f"| DeepLabCut {DLC_VERSION} | {_backbone(name)}{' (its default)' if name == 'resnet50_gn' else ''}"
+        lines.append(f"| {dlc_tool} | {_backbone(name)}{' (its default)' if name == 'resnet50_gn' else ''}"
                      f" | fp32 | {_fmt(_rate(run.get('train'), 'summary', 'images_per_s'))} | "
                      f"{_fmt(_rate(run.get('infer'), 'summary', 'images_per_s'))} | {_memory(run.get('train'))} | "
                      f"{_memory(run.get('infer'))} |" + (f" {run['reason']}" if run.get("reason") else ""))
@@ -281,9 +290,9 @@ def video_table(report: dict[str, Any]) -> list[str]:
     for name, row in dlc.items():
         if not row.get("frames_per_s"):
             reason = row.get("error") or (report["deeplabcut"][name].get("reason") or "not run")
-            lines.append(f"| DeepLabCut {DLC_VERSION} `analyze_videos` | {_backbone(name)} | {reason} | | | | | | |")
+            lines.append(f"| {_dlc_tool(s)} `analyze_videos` | {_backbone(name)} | {reason} | | | | | | |")
             continue
-        lines.append(f"| DeepLabCut {DLC_VERSION} `analyze_videos` | {_backbone(name)}, fp32 | "
+        lines.append(f"| {_dlc_tool(s)} `analyze_videos` | {_backbone(name)}, fp32 | "
                      f"{_fmt(row['frames_per_s'])} | {_fmt(row.get('frames_per_s_whole_call'))} | | | "
                      f"{_memory(row)} | | {_h5(row)} |")
     for name, row in (video.get("crosspose") or {}).items():
@@ -303,8 +312,11 @@ def video_table(report: dict[str, Any]) -> list[str]:
               "--accuracy-checkpoint gives a trained network's cost."]
     allocators = sorted({row["allocator"] for row in (video.get("crosspose") or {}).values() if row.get("allocator")})
     if allocators:
-        lines.append(f"crosspose analyze ran with {'; '.join(allocators)}; DeepLabCut with its C library's default "
-                     "(freed blocks over 32 MiB go back to the kernel and fault in again).")
+        dlc_malloc = (f"freed memory kept too (--dlc-malloc keep: GLIBC_TUNABLES={DLC_KEEP_FREED_MEMORY})"
+                      if report["settings"].get("dlc_malloc") == "keep" else
+                      "its C library's default (freed blocks over 32 MiB go back to the kernel and fault in again; "
+                      "--dlc-malloc keep runs it with freed memory kept)")
+        lines.append(f"crosspose analyze ran with {'; '.join(allocators)}; DeepLabCut with {dlc_malloc}.")
     for name, row in (video.get("crosspose") or {}).items():
         if row.get("compiled") and row.get("frames_per_s_after_first_call"):
             steady = row["frames_per_s_after_first_call"]

@@ -172,6 +172,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dlc-backbones", default="resnet50,resnet50_gn",
                         help="timm names for DeepLabCut's resnet_50, one row each (resnet50,resnet50_gn; "
                              "resnet50_gn is its default)")
+    parser.add_argument("--dlc-malloc", choices=("default", "keep"), default="default",
+                        help="DeepLabCut's allocator: its C library's default, as its users run it (default), or "
+                             "'keep': GLIBC_TUNABLES that keep freed memory, as crosspose analyze does")
     parser.add_argument("--peak-tflops", type=float, default=None, help="device bf16 peak for the fraction")
     parser.add_argument("--json", default=None, help="also write the whole report here")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds allowed per phase")
@@ -207,7 +210,7 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
         "compile": bool(args.compile),
         "workers": choose_loader_workers("auto" if args.workers is None else args.workers, "cuda" if gpu else "cpu"),
         "threads": args.threads, "warmup": args.warmup, "repeats": args.repeats, "steps": args.steps,
-        "rounds": args.rounds,
+        "rounds": args.rounds, "dlc_malloc": args.dlc_malloc,
         "video_frames": args.video_frames, "video_size": [vh, vw], "calibration_frames": args.calibration_frames,
     }
 
