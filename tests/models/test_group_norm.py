@@ -121,6 +121,7 @@ def test_fused_is_deterministic_and_follows_thread_count() -> None:
     lambda x: x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last),
     lambda x: x.double().contiguous(memory_format=torch.channels_last),
     lambda x: x[..., ::2].contiguous(memory_format=torch.channels_last)[..., :3],  # strided view
+    lambda x: x[:0].contiguous(memory_format=torch.channels_last),     # an empty batch
 ])
 def test_pytorch_wherever_the_kernel_does_not_apply(make_input, fused_calls: list) -> None:
     norm = GroupNormAct(8, 32, relu=True).to(torch.float64)

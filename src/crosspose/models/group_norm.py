@@ -76,7 +76,7 @@ def _library() -> Any | None:
 
 
 def kernel_status() -> str:
-    """One line: whether GroupNorm layers on the CPU run the fused kernel, and why not."""
+    """One line: whether GroupNorm layers on the CPU run the fused kernel, and why not (builds it if needed)."""
     try:
         if _setting() == "aten":
             return f"group norm: PyTorch's ({GROUP_NORM_ENV}=aten)"
@@ -129,7 +129,7 @@ def _kernel_applies(x: torch.Tensor, weight: torch.Tensor | None) -> bool:
         return False
     if torch.onnx.is_in_onnx_export():
         return False
-    return (x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4 and x.numel() > 0
             and x.is_contiguous(memory_format=torch.channels_last)
             and (weight is None or weight.dtype == torch.float32))
 
