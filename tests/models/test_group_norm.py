@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -215,3 +218,21 @@ def test_groupnorm_backbone_trains_like_pytorch(monkeypatch: pytest.MonkeyPatch,
     for name, g in grads.items():
         scale = grads_ref[name].abs().max().item() or 1.0
         torch.testing.assert_close(g / scale, grads_ref[name] / scale, rtol=0, atol=2e-3, msg=name)
+
+
+@needs_compiler
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads /proc/self/maps")
+def test_kernel_shares_torchs_openmp_runtime() -> None:
+    """One OpenMP runtime in the process: the kernel follows torch.set_num_threads and adds no thread pool.
+
+    In a fresh process, since other libraries (scikit-learn's wheel) bring an OpenMP of their own.
+    """
+    probe = ("import os, torch\n"
+             "from crosspose.models.group_norm import kernel_status\n"
+             "assert kernel_status().startswith('group norm: fused kernel'), kernel_status()\n"
+             "paths = {line.split()[-1] for line in open('/proc/self/maps') if '/' in line}\n"
+             "print(sorted(p for p in paths if os.path.basename(p).startswith(('libgomp', 'libomp', 'libiomp'))))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    runtimes = ast.literal_eval(done.stdout.strip().splitlines()[-1])
+    assert len(runtimes) == 1, runtimes  # pip wheels: torch/lib/libgomp.so.1, which the kernel reuses
