@@ -236,3 +236,9 @@ def test_kernel_shares_torchs_openmp_runtime() -> None:
     assert done.returncode == 0, done.stderr
     runtimes = ast.literal_eval(done.stdout.strip().splitlines()[-1])
     assert len(runtimes) == 1, runtimes  # pip wheels: torch/lib/libgomp.so.1, which the kernel reuses
+
+
+def test_module_example_runs() -> None:
+    import doctest
+
+    assert doctest.testmod(gn, raise_on_error=True).attempted == 4

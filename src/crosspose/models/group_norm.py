@@ -2,8 +2,8 @@
 
 A GroupNorm ResNet-50 training step on a 2-core CPU spends about a fifth of its time in PyTorch's
 group norm and the ReLU behind it, which pass over each activation five to seven times. The kernel in
-``kernels/group_norm.c`` passes three times forward and backward together, which measured 2-2.5x
-faster for the pair at ResNet-50's shapes (docs/speed.md, "GroupNorm training").
+``kernels/group_norm.c`` passes twice forward and twice backward, which measured 2-2.5x faster for the
+pair at ResNet-50's shapes (docs/speed.md, "GroupNorm training").
 
 :func:`fuse_group_norm` swaps a timm ResNet's ``nn.GroupNorm`` modules for :class:`GroupNormAct` in
 place. Parameters and state-dict keys are those of ``nn.GroupNorm``, so checkpoints, DeepLabCut
@@ -17,10 +17,12 @@ snapshots and freezing see no difference; where a ReLU directly follows, that Re
 
 Example::
 
-    >>> import timm, torch
-    >>> net = timm.create_model("resnet18", norm_layer=lambda c: torch.nn.GroupNorm(32, c))
-    >>> fuse_group_norm(net)  # doctest: +SKIP
-    (11, 9)
+    >>> import timm
+    >>> net = timm.create_model("resnet50_gn")  # DeepLabCut 3's default backbone
+    >>> fuse_group_norm(net)  # norms swapped, ReLUs fused
+    (53, 33)
+    >>> net.layer1[0].bn1
+    GroupNormAct(32, 64, eps=1e-05, affine=True, bias=True, relu=True)
 """
 
 from __future__ import annotations
