@@ -116,6 +116,7 @@ def test_every_row_runs_on_a_tiny_network(tmp_path: Path, capsys: pytest.Capture
     assert report["gn"]["backbone"] == "resnet50_gn" and report["gn"]["train"]["whole_step"]["images_per_s"] > 0
     assert report["gn"]["train"]["group_norm"].startswith("group norm: ")
     assert report["fp32"]["train"]["group_norm"] is None  # BatchNorm
+    assert report["fp32"]["infer"]["allocator"].startswith("allocator: ")  # as `crosspose predict` runs
     assert f"crosspose GroupNorm training: {report['gn']['train']['group_norm']}." in text
     for key in ("fp32", "gn"):
         rounds = report[key]["train"]["whole_step"]["rounds"]
@@ -221,8 +222,13 @@ def test_report_marks_rows_and_names_margins() -> None:
     report["crosspose"]["gn"] = {"backbone": "resnet50_gn", "train": {"group_norm": "group norm: fused kernel (x)",
                                                                       "whole_step": {"images_per_s": 3.0}}}
     assert "crosspose GroupNorm training: group norm: fused kernel (x)." in format_report(report)
+    report["crosspose"]["fp32"]["infer"]["allocator"] = "allocator: freed memory kept (x)"
+    assert ("crosspose inference (image folder) ran with allocator: freed memory kept (x), as `crosspose predict` "
+            "does; training with glibc's default. DeepLabCut: its C library's default") in format_report(report)
     report["settings"]["dlc_malloc"] = "keep"
-    assert "| DeepLabCut 3.0.2 (freed memory kept) | `resnet50` (BatchNorm) | fp32 | 2.00 |" in format_report(report)
+    text = format_report(report)
+    assert "| DeepLabCut 3.0.2 (freed memory kept) | `resnet50` (BatchNorm) | fp32 | 2.00 |" in text
+    assert "DeepLabCut: freed memory kept (--dlc-malloc keep)." in text
 
 
 def test_dlc_malloc_keep_reaches_deeplabcuts_processes_and_the_report() -> None:

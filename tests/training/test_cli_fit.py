@@ -140,7 +140,8 @@ def test_config_typo_is_reported_with_the_key(tmp_path: Path, capsys: pytest.Cap
     assert "backbon" in err and "Traceback" not in err
 
 
-def test_test_and_predict_write_results_that_score_reads(tmp_path: Path) -> None:
+def test_test_and_predict_write_results_that_score_reads(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     data = write_tiny_coco(tmp_path / "d", count=6, seed=4)
     assert _fit(tmp_path, data, "run", "--trainer.max_epochs", "1") == 0
     ckpt = str(tmp_path / "run" / "checkpoints" / "last.ckpt")
@@ -151,8 +152,10 @@ def test_test_and_predict_write_results_that_score_reads(tmp_path: Path) -> None
     metrics = json.loads(metrics_path.read_text())
     assert metrics["counts"]["instances"] == 6 and "pckh" in metrics and "detection" in metrics
     # fp32 like `test` (predict defaults to bf16 autocast on CPUs with bf16 units): the same numbers to rescore
+    capsys.readouterr()
     assert main(["predict", "--data.predict_file", str(data), "--trainer.default_root_dir",
                  str(tmp_path / "p"), "--trainer.precision", "32-true", *common]) == 0
+    assert "allocator: " in capsys.readouterr().err  # predict keeps freed memory, as analyze does, and says so
     (pred_path,) = (tmp_path / "p").rglob("predictions.json")
     preds = json.loads(pred_path.read_text())
     assert len(preds) == 6 and len(preds[0]["keypoints"]) == 12
@@ -164,6 +167,14 @@ def test_test_and_predict_write_results_that_score_reads(tmp_path: Path) -> None
                  str(tmp_path / "f"), *common]) == 0
     (folder_preds,) = (tmp_path / "f").rglob("predictions.json")
     assert {p["file_name"] for p in json.loads(folder_preds.read_text())} == {f"img{i:03d}.png" for i in range(6)}
+    # a bad allocator setting: one line, nothing written
+    monkeypatch.setenv("CROSSPOSE_MALLOC", "always")
+    capsys.readouterr()
+    assert main(["predict", "--data.predict_file", str(data), "--trainer.default_root_dir", str(tmp_path / "bad"),
+                 *common]) == 2
+    err = capsys.readouterr().err
+    assert "CROSSPOSE_MALLOC must be one of keep, default; got 'always'" in err and "Traceback" not in err
+    assert not list((tmp_path / "bad").rglob("predictions.json"))
 
 
 def test_predict_defaults_to_bf16_only_where_the_cpu_has_bf16_units(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -331,7 +331,10 @@ def _step_timer(device: torch.device) -> _StepTimes:
 
 def infer_phase(spec: dict[str, Any]) -> dict[str, Any]:
     """Inference over the image folder: the whole pipeline, and the model alone on a loaded batch."""
+    from crosspose.core.allocator import keep_freed_memory
     from crosspose.data.datamodule import PoseDataModule
+
+    allocator = keep_freed_memory()  # as `crosspose predict` does
 
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
@@ -360,7 +363,7 @@ def infer_phase(spec: dict[str, Any]) -> dict[str, Any]:
     from crosspose.models.inference import CompiledInference
 
     return {
-        "threads": torch.get_num_threads(), "images": images,
+        "threads": torch.get_num_threads(), "images": images, "allocator": allocator.describe(),
         # as `crosspose predict` chooses (model.predict_compile: auto); the first pass holds the compile
         "compiled": isinstance(module._inference_net[0], CompiledInference), "first_pass_s": passes[0],
         "whole": summarise_passes(passes, images), "model": summarise_passes(model, bs),

@@ -118,6 +118,12 @@ def format_report(report: dict[str, Any]) -> str:
     gn_note = ((cp.get("gn") or {}).get("train") or {}).get("group_norm")
     if gn_note:  # whether crosspose's GroupNorm row trained with the fused kernel
         lines += ["", f"crosspose GroupNorm training: {gn_note}."]
+    infer_allocator = ((cp.get("fp32") or {}).get("infer") or {}).get("allocator")
+    if infer_allocator:
+        lines += ["", f"crosspose inference (image folder) ran with {infer_allocator}, as `crosspose predict` does; "
+                  "training with glibc's default. DeepLabCut: "
+                  + ("freed memory kept (--dlc-malloc keep)." if s.get("dlc_malloc") == "keep" else
+                     "its C library's default (--dlc-malloc keep keeps freed memory for it too).")]
     lines += ["", *margins(report)]
     lines += ["", *video_table(report)]
     lines += ["", *precision_table(report, support)]

@@ -8,10 +8,12 @@ the next batch reuses them, as PyTorch's CUDA caching allocator does on a GPU an
 (which Intel's PyTorch CPU guide preloads) do on a CPU.
 
 Measured on a 2-core Xeon VM (docs/speed.md, "Keeping freed memory"): ``crosspose analyze`` of a
-640x480 video in fp32 ran 3.6-3.8 instead of 2.8-2.9 frames/s, for ~450 MiB more peak memory. The
-benchmark's training and 256 px image-folder rows did not move (4.23 vs 4.30 and 15.25 vs 15.04 img/s)
-while training took 300 MiB more, so only ``crosspose analyze`` (and the benchmark's video row, which
-mirrors it) keep freed memory; training and ``predict`` leave glibc as it is.
+640x480 video in fp32 ran 3.6-3.8 instead of 2.8-2.9 frames/s, for ~450 MiB more peak memory; the
+image-folder inference of ``crosspose predict`` (256 px, batch 8) ran 6-22 % faster in six alternating
+pairs, for 120-165 MB more. Training did not move (Lightning fit, alternating: 4.85-4.89 vs 4.79-4.86
+img/s with the fused GroupNorm; 4.23 vs 4.30 BatchNorm) while it took 40-300 MiB more, so the inference
+commands (``crosspose analyze``, ``crosspose predict``, and the benchmark rows that mirror them) keep
+freed memory, and training leaves glibc as it is.
 
 ``CROSSPOSE_MALLOC=default`` leaves glibc's own behaviour. A ``GLIBC_TUNABLES`` that sets any
 ``glibc.malloc.*`` tunable is the user's choice and is left alone too, as is any libc other than

@@ -18,6 +18,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 
+from crosspose.core.allocator import keep_freed_memory
 from crosspose.core.errors import ConfigError
 from crosspose.data.datamodule import PoseDataModule
 from crosspose.training.callbacks import configure_logging, run_callbacks, run_loggers
@@ -127,6 +128,10 @@ class CrossposeCLI(LightningCLI):
         # atomic checkpoint writes that raise on failure; weights-only loads (resume included)
         kwargs["plugins"] = with_atomic_checkpoints(trainer_cfg.get("plugins"))
         return super().instantiate_trainer(**kwargs)
+
+    def before_predict(self) -> None:
+        """Inference keeps the memory it frees, as ``crosspose analyze`` does (crosspose.core.allocator)."""
+        print(keep_freed_memory().describe(), file=sys.stderr, flush=True)
 
     def before_fit(self) -> None:
         """A fit without --ckpt_path into a folder that already holds checkpoints would overwrite them."""
