@@ -62,12 +62,29 @@ def pytest_configure(config: pytest.Config) -> None:
     inference compiles by default for bf16 on CPUs with AMX, which would add seconds of compiling to
     every predict/analyze test on such a machine. tests/inference/test_compile_inference.py tests the
     compiled path itself.
+
+    The fused GroupNorm kernel is built into a temporary folder of this run (about a second per
+    worker), not into the user's ``~/.cache/crosspose/native``.
     """
     import os
+    import tempfile
 
     os.environ["TORCH_COMPILE_DISABLE"] = "1"
+    if "CROSSPOSE_NATIVE_CACHE" not in os.environ:
+        config._crosspose_native_cache = tempfile.mkdtemp(prefix="crosspose-native-")  # type: ignore[attr-defined]
+        os.environ["CROSSPOSE_NATIVE_CACHE"] = config._crosspose_native_cache  # type: ignore[attr-defined]
 
     if os.environ.get("PYTEST_XDIST_WORKER"):
         import torch
 
         torch.set_num_threads(1)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    import os
+    import shutil
+
+    folder = getattr(config, "_crosspose_native_cache", None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ.pop("CROSSPOSE_NATIVE_CACHE", None)
