@@ -25,7 +25,6 @@ import os
 import platform
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 from crosspose.core.errors import CrossposeError
@@ -76,6 +75,22 @@ def _compiler_version(cc: str) -> str:
     return out.stdout.splitlines()[0] if out.stdout else cc
 
 
+def _compile(cc: str, source: Path, target: Path) -> None:
+    """Compile into a temporary file beside ``target``, renamed onto it only when the compiler succeeds."""
+    try:
+        with atomic_path(target) as tmp:
+            cmd = [cc, *CFLAGS, "-o", str(tmp), str(source), "-lm"]
+            try:
+                done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+            except subprocess.TimeoutExpired:
+                raise NativeBuildError(f"compiling {source} took over 300 s") from None
+            if done.returncode != 0:
+                detail = " | ".join((done.stderr or done.stdout).strip().splitlines()[:3])
+                raise NativeBuildError(f"compiling {source} failed ({' '.join(cmd)}): {detail}")
+    except OSError as exc:  # the compiler would not start, or the cache folder is not writable
+        raise NativeBuildError(f"cannot build {source.name} into {target.parent}: {exc}") from None
+
+
 def load_library(source: Path) -> ctypes.CDLL:
     """The built library of ``source`` (a C file), compiling it first if the cache has none.
 
@@ -91,21 +106,7 @@ def load_library(source: Path) -> ctypes.CDLL:
         return _loaded[key]
     target = cache_dir() / f"{Path(source).stem}-{key}.so"
     if not target.exists():
-        with tempfile.TemporaryDirectory() as scratch:
-            built = Path(scratch) / target.name
-            cmd = [cc, *CFLAGS, "-o", str(built), str(source), "-lm"]
-            try:
-                done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
-            except (OSError, subprocess.TimeoutExpired) as exc:
-                raise NativeBuildError(f"compiling {source} failed: {exc}") from None
-            if done.returncode != 0:
-                detail = " | ".join((done.stderr or done.stdout).strip().splitlines()[:3])
-                raise NativeBuildError(f"compiling {source} failed ({' '.join(cmd)}): {detail}")
-            try:
-                with atomic_path(target) as tmp:
-                    shutil.copyfile(built, tmp)
-            except OSError as exc:
-                raise NativeBuildError(f"cannot cache the built {source.name} in {target.parent}: {exc}") from None
+        _compile(cc, Path(source), target)
     try:
         lib = ctypes.CDLL(str(target))
     except OSError as exc:

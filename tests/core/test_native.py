@@ -1,0 +1,43 @@
+"""Building a C source with the host's compiler: cached, atomic, and one clear error when it fails."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from crosspose.core.native import NativeBuildError, load_library
+
+pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CC") or "cc") is None,
+                                reason="no C compiler on this machine")
+
+
+def test_builds_once_then_loads_from_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CROSSPOSE_NATIVE_CACHE", str(tmp_path / "cache"))
+    source = tmp_path / "add.c"
+    source.write_text("int crosspose_add(int a, int b) { return a + b; }\n")
+    assert load_library(source).crosspose_add(2, 3) == 5
+    (built,) = (tmp_path / "cache").iterdir()
+    stamp = built.stat().st_mtime_ns
+    assert load_library(source).crosspose_add(4, 5) == 9
+    assert [p.stat().st_mtime_ns for p in (tmp_path / "cache").iterdir()] == [stamp]  # not rebuilt
+    source.write_text("int crosspose_add(int a, int b) { return a + b + 1; }\n")  # an edited kernel: a new build
+    assert load_library(source).crosspose_add(2, 3) == 6
+    assert len(list((tmp_path / "cache").iterdir())) == 2
+
+
+def test_a_compile_error_names_the_file_and_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CROSSPOSE_NATIVE_CACHE", str(tmp_path / "cache"))
+    source = tmp_path / "broken.c"
+    source.write_text("int crosspose_broken( { return }\n")
+    with pytest.raises(NativeBuildError, match=r"compiling .*broken\.c failed \(.*\): .*error"):
+        load_library(source)
+    assert list((tmp_path / "cache").iterdir()) == []  # no half-written library for the next process to load
+
+
+def test_no_compiler_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CC", "no-such-compiler")
+    with pytest.raises(NativeBuildError, match="no C compiler: 'no-such-compiler' is not on PATH"):
+        load_library(tmp_path / "x.c")
