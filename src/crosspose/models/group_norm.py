@@ -61,8 +61,10 @@ def _library() -> Any | None:
     """The built kernel, or None (opted out, or no build; the reason is in :func:`kernel_status`)."""
     if _setting() == "aten":
         return None
+    if _state:  # built, or failed: every forward after the first returns here, without the lock
+        return _state.get("lib")
     with _lock:
-        if "lib" not in _state and "error" not in _state:
+        if not _state:
             try:
                 lib = load_library(_SOURCE)
                 p, i = ctypes.c_void_p, ctypes.c_int64
