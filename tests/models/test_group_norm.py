@@ -53,6 +53,7 @@ def _reference(x: torch.Tensor, norm: nn.GroupNorm, relu: bool) -> torch.Tensor:
     ((3, 8, 2, 3), 8, True),       # one channel per group
     ((2, 48, 9, 11), 4, False),    # no affine parameters: NULL weight and bias
     ((2, 256, 33, 33), 32, True),  # more rows than one 16-row block per chunk
+    ((32, 64, 6, 6), 32, True),    # at least four samples per thread (up to 8 threads): one task per sample
 ])
 def test_fused_matches_pytorch(shape: tuple[int, ...], groups: int, affine: bool, relu: bool,
                                fused_calls: list[tuple[int, ...]]) -> None:
