@@ -31,8 +31,8 @@ from lightning.pytorch import Callback
 from crosspose.data.coco import save_coco_keypoints
 
 __all__ = ["REPO", "SHARED_FIXTURES", "TINY_JOINTS", "CrashAfterEpoch", "CrashAtStep", "KillDuringCheckpointWrite",
-           "RecordGatheredRows",
-           "assert_same_training_state", "crosspose_command", "kill_mid_stage_and_rerun", "overfit_tiny_module", "requires_fixture",
+           "RecordGatheredRows", "assert_same_training_state", "crosspose_command", "kill_mid_stage_and_rerun",
+           "overfit_tiny_module", "requires_compiler", "requires_fixture",
            "write_moving_figure_video", "write_tiny_checkpoint", "write_tiny_coco", "write_tiny_deeplabcut_project"]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,6 +52,16 @@ def requires_fixture(*relative: str) -> Any:
     missing = [r for r in relative if not (SHARED_FIXTURES / r).exists()]
     reason = f"real fixture {SHARED_FIXTURES / missing[0]} is absent (a fresh clone has no ../shared)" if missing else ""
     return pytest.mark.skipif(bool(missing), reason=reason)
+
+
+def requires_compiler() -> Any:
+    """A pytest ``skipif`` mark: skip when no C compiler is on PATH (native kernels cannot be built)."""
+    import pytest
+
+    from crosspose.core.native import find_compiler
+
+    return pytest.mark.skipif(find_compiler() is None,
+                              reason="no C compiler on this machine: native kernels cannot be built")
 
 
 def write_tiny_coco(folder: Path, count: int = 12, size: int = 96, seed: int = 0,

@@ -228,7 +228,7 @@ def test_report_marks_rows_and_names_margins() -> None:
     report["settings"]["dlc_malloc"] = "keep"
     text = format_report(report)
     assert "| DeepLabCut 3.0.2 (freed memory kept) | `resnet50` (BatchNorm) | fp32 | 2.00 |" in text
-    assert "DeepLabCut: freed memory kept (--dlc-malloc keep)." in text
+    assert "DeepLabCut: freed memory kept (--dlc-malloc keep: GLIBC_TUNABLES=glibc.malloc.mmap_max=0:" in text
 
 
 def test_dlc_malloc_keep_reaches_deeplabcuts_processes_and_the_report() -> None:

@@ -96,7 +96,7 @@ def test_video_table_prints_every_row_and_margin() -> None:
     report["settings"]["dlc_malloc"] = "keep"
     text = "\n".join(video_table(report))
     assert "| DeepLabCut 3.0.2 (freed memory kept) `analyze_videos` | `resnet50` (BatchNorm), fp32 | 2.00 |" in text
-    assert ("DeepLabCut with freed memory kept too (--dlc-malloc keep: GLIBC_TUNABLES=glibc.malloc.mmap_max=0:"
+    assert ("DeepLabCut with freed memory kept (--dlc-malloc keep: GLIBC_TUNABLES=glibc.malloc.mmap_max=0:"
             "glibc.malloc.trim_threshold=4294967296)") in text
     failed = {**report, "video": {"prepare": {"error": "exit 1: boom"}}}
     assert "failed (exit 1: boom)" in "\n".join(video_table(failed))

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 
 from crosspose.core.native import NativeBuildError, load_library
+from crosspose.testing import requires_compiler
 
-pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CC") or "cc") is None,
-                                reason="no C compiler on this machine")
+pytestmark = requires_compiler()
 
 
 def test_builds_once_then_loads_from_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

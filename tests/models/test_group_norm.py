@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import os
-import shutil
 import subprocess
 import sys
 import warnings
@@ -19,9 +18,9 @@ from crosspose.core.errors import ConfigError
 from crosspose.models import group_norm as gn
 from crosspose.models.backbone import ResNetBackbone
 from crosspose.models.group_norm import GroupNormAct, fuse_group_norm, kernel_status
+from crosspose.testing import requires_compiler
 
-needs_compiler = pytest.mark.skipif(shutil.which(os.environ.get("CC") or "cc") is None,
-                                    reason="no C compiler on this machine: the fused kernel cannot be built")
+needs_compiler = requires_compiler()
 
 
 @pytest.fixture

@@ -58,9 +58,21 @@ def _backbone(name: str) -> str:
     return f"`{name}` ({norm})"
 
 
+def _dlc_keeps_memory(settings: dict[str, Any]) -> bool:
+    return settings.get("dlc_malloc") == "keep"
+
+
 def _dlc_tool(settings: dict[str, Any]) -> str:
     """DeepLabCut's name in a table row, marked when it ran with freed memory kept (--dlc-malloc keep)."""
-    return f"DeepLabCut {DLC_VERSION}" + (" (freed memory kept)" if settings.get("dlc_malloc") == "keep" else "")
+    return f"DeepLabCut {DLC_VERSION}" + (" (freed memory kept)" if _dlc_keeps_memory(settings) else "")
+
+
+def _dlc_allocator(settings: dict[str, Any]) -> str:
+    """How DeepLabCut's C library handled freed memory in this run, for the notes under the tables."""
+    if _dlc_keeps_memory(settings):
+        return f"freed memory kept (--dlc-malloc keep: GLIBC_TUNABLES={DLC_KEEP_FREED_MEMORY})"
+    return ("its C library's default (freed blocks over 32 MiB go back to the kernel and fault in again; "
+            "--dlc-malloc keep keeps them)")
 
 
 def _dlc_rows(dlc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -121,9 +133,7 @@ def format_report(report: dict[str, Any]) -> str:
     infer_allocator = ((cp.get("fp32") or {}).get("infer") or {}).get("allocator")
     if infer_allocator:
         lines += ["", f"crosspose inference (image folder) ran with {infer_allocator}, as `crosspose predict` does; "
-                  "training with glibc's default. DeepLabCut: "
-                  + ("freed memory kept (--dlc-malloc keep)." if s.get("dlc_malloc") == "keep" else
-                     "its C library's default (--dlc-malloc keep keeps freed memory for it too).")]
+                  f"training with glibc's default. DeepLabCut: {_dlc_allocator(s)}."]
     lines += ["", *margins(report)]
     lines += ["", *video_table(report)]
     lines += ["", *precision_table(report, support)]
@@ -318,11 +328,8 @@ def video_table(report: dict[str, Any]) -> list[str]:
               "--accuracy-checkpoint gives a trained network's cost."]
     allocators = sorted({row["allocator"] for row in (video.get("crosspose") or {}).values() if row.get("allocator")})
     if allocators:
-        dlc_malloc = (f"freed memory kept too (--dlc-malloc keep: GLIBC_TUNABLES={DLC_KEEP_FREED_MEMORY})"
-                      if report["settings"].get("dlc_malloc") == "keep" else
-                      "its C library's default (freed blocks over 32 MiB go back to the kernel and fault in again; "
-                      "--dlc-malloc keep runs it with freed memory kept)")
-        lines.append(f"crosspose analyze ran with {'; '.join(allocators)}; DeepLabCut with {dlc_malloc}.")
+        lines.append(f"crosspose analyze ran with {'; '.join(allocators)}; "
+                     f"DeepLabCut with {_dlc_allocator(report['settings'])}.")
     for name, row in (video.get("crosspose") or {}).items():
         if row.get("compiled") and row.get("frames_per_s_after_first_call"):
             steady = row["frames_per_s_after_first_call"]

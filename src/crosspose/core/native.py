@@ -30,7 +30,7 @@ from pathlib import Path
 from crosspose.core.errors import CrossposeError
 from crosspose.core.io import atomic_path
 
-__all__ = ["CACHE_ENV", "CFLAGS", "NativeBuildError", "cache_dir", "load_library"]
+__all__ = ["CACHE_ENV", "CFLAGS", "NativeBuildError", "cache_dir", "find_compiler", "load_library"]
 
 CACHE_ENV = "CROSSPOSE_NATIVE_CACHE"
 CFLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11")
@@ -49,10 +49,15 @@ def cache_dir() -> Path:
     return Path(base) / "crosspose" / "native"
 
 
+def find_compiler() -> str | None:
+    """The C compiler builds use (``$CC``, else ``cc``) as a full path, or None when it is not on PATH."""
+    return shutil.which(os.environ.get("CC") or "cc")
+
+
 def _compiler() -> str:
-    cc = os.environ.get("CC") or "cc"
-    found = shutil.which(cc)
+    found = find_compiler()
     if found is None:
+        cc = os.environ.get("CC") or "cc"
         raise NativeBuildError(f"no C compiler: {cc!r} is not on PATH (install gcc or set CC)")
     return found
 
