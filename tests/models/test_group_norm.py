@@ -17,7 +17,7 @@ from torch import nn
 from crosspose.core.errors import ConfigError
 from crosspose.models import group_norm as gn
 from crosspose.models.backbone import ResNetBackbone
-from crosspose.models.group_norm import GroupNormAct, fuse_group_norm, kernel_status
+from crosspose.models.group_norm import GroupNormAct, fuse_group_norm, kernel_status, network_status
 from crosspose.testing import requires_compiler
 
 needs_compiler = requires_compiler()
@@ -182,6 +182,7 @@ def test_fuse_group_norm_keeps_parameters_and_state_dict() -> None:
     assert fuse_group_norm(fused) == (53, 33)  # every norm; the ReLU after the stem's and each block's bn1, bn2
     assert fused.layer1[0].bn1.weight is weight  # the same Parameter: optimizers and freezing still see it
     assert fuse_group_norm(fused) == (0, 0)  # idempotent
+    assert network_status(plain) is None and network_status(fused) == kernel_status()
     assert list(fused.state_dict()) == list(plain.state_dict())
     assert isinstance(fused.layer1[0].act1, nn.Identity) and fused.layer1[0].bn1.relu
     assert isinstance(fused.layer1[0].act3, nn.ReLU) and not fused.layer1[0].bn3.relu  # after the residual add
@@ -196,6 +197,7 @@ def test_batchnorm_backbone_untouched() -> None:
     net = timm.create_model("resnet18", pretrained=False)
     assert fuse_group_norm(net) == (0, 0)
     assert isinstance(net.act1, nn.ReLU)
+    assert network_status(net) is None
 
 
 @needs_compiler

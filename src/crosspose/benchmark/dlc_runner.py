@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from crosspose.benchmark.measure import run_child, summarise_passes, summarise_steps
-from crosspose.benchmark.report import DLC_KEEP_FREED_MEMORY, DLC_VERSION
+from crosspose.benchmark.report import DLC_KEEP_FREED_MEMORY, DLC_VERSION, dlc_keeps_memory
 from crosspose.core.io import atomic_write_text
 
 __all__ = ["conflicting_pins", "dlc_constraints", "dlc_env", "dlc_rates", "ensure_dlc",
@@ -34,7 +34,7 @@ def dlc_env(spec: dict[str, Any]) -> dict[str, str] | None:
     None: its C library's default, as its users run it. ``--dlc-malloc keep``: the tunables that keep
     freed memory, as ``crosspose analyze`` does.
     """
-    return {"GLIBC_TUNABLES": DLC_KEEP_FREED_MEMORY} if spec.get("dlc_malloc") == "keep" else None
+    return {"GLIBC_TUNABLES": DLC_KEEP_FREED_MEMORY} if dlc_keeps_memory(spec) else None
 
 
 def _dlc_python(venv: Path) -> Path:

@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from crosspose.benchmark.measure import summarise_passes, summarise_steps
+from crosspose.models.group_norm import network_status
 
 
 def _sync(device: torch.device) -> None:
@@ -47,13 +48,6 @@ def _module(spec: dict[str, Any], device: torch.device):  # noqa: ANN202 -- lazy
     module.to(device)
     module.prepare_network()
     return module
-
-
-def _group_norm_note(module: Any) -> str | None:
-    """How this network's GroupNorm layers run (fused kernel or PyTorch's), None without GroupNorm."""
-    from crosspose.models.group_norm import GroupNormAct, kernel_status
-
-    return kernel_status() if any(isinstance(m, GroupNormAct) for m in module.modules()) else None
 
 
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -204,7 +198,7 @@ def train_phase(spec: dict[str, Any]) -> dict[str, Any]:
     memory.mark("loading alone (loader stopped)", peak=True)
     module = _module(spec, device)
     memory.mark("model built")
-    result["group_norm"] = _group_norm_note(module)
+    result["group_norm"] = network_status(module)
     result["infer_flops_per_image"] = count_flops(module, spec, device, train=False)
     result["train_flops_per_image"] = count_flops(module, spec, device, train=True)
     memory.mark("FLOP count (one image)", peak=True)
@@ -244,7 +238,7 @@ def _whole_step_only(spec: dict[str, Any], dm: Any, device: torch.device, n: int
     """The Lightning step alone (the rows that only compare throughput: other norm, other precision)."""
     module = _module(spec, device)
     memory.mark("model built")
-    result["group_norm"] = _group_norm_note(module)
+    result["group_norm"] = network_status(module)
     _fit_whole_step(spec, dm, module, device, n, result, memory)
     return result
 

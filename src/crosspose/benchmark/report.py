@@ -8,8 +8,8 @@ from crosspose.benchmark.matmul import ceiling_lines, ceiling_rows
 from crosspose.benchmark.rounds import round_ratios
 from crosspose.core.hardware import REDUCED_PRECISION_FLAGS
 
-__all__ = ["DLC_VERSION", "H100_BF16_TFLOPS", "PAPER_STEPS", "bottleneck_note", "format_report", "gpu_on_paper",
-           "video_table"]
+__all__ = ["DLC_KEEP_FREED_MEMORY", "DLC_VERSION", "H100_BF16_TFLOPS", "PAPER_STEPS", "bottleneck_note",
+           "dlc_keeps_memory", "format_report", "gpu_on_paper", "video_table"]
 
 DLC_VERSION = "3.0.2"
 DLC_KEEP_FREED_MEMORY = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967296"
@@ -58,18 +58,19 @@ def _backbone(name: str) -> str:
     return f"`{name}` ({norm})"
 
 
-def _dlc_keeps_memory(settings: dict[str, Any]) -> bool:
+def dlc_keeps_memory(settings: dict[str, Any]) -> bool:
+    """Whether DeepLabCut's phases run with freed memory kept (``--dlc-malloc keep``)."""
     return settings.get("dlc_malloc") == "keep"
 
 
 def _dlc_tool(settings: dict[str, Any]) -> str:
     """DeepLabCut's name in a table row, marked when it ran with freed memory kept (--dlc-malloc keep)."""
-    return f"DeepLabCut {DLC_VERSION}" + (" (freed memory kept)" if _dlc_keeps_memory(settings) else "")
+    return f"DeepLabCut {DLC_VERSION}" + (" (freed memory kept)" if dlc_keeps_memory(settings) else "")
 
 
 def _dlc_allocator(settings: dict[str, Any]) -> str:
     """How DeepLabCut's C library handled freed memory in this run, for the notes under the tables."""
-    if _dlc_keeps_memory(settings):
+    if dlc_keeps_memory(settings):
         return f"freed memory kept (--dlc-malloc keep: GLIBC_TUNABLES={DLC_KEEP_FREED_MEMORY})"
     return ("its C library's default (freed blocks over 32 MiB go back to the kernel and fault in again; "
             "--dlc-malloc keep keeps them)")

@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import os
 import platform
@@ -62,6 +63,7 @@ def _compiler() -> str:
     return found
 
 
+@functools.cache
 def _cpu_identity() -> str:
     """The CPU's model and flags: ``-march=native`` code is for this CPU only."""
     try:
@@ -72,6 +74,7 @@ def _cpu_identity() -> str:
     return platform.machine() + "\n" + "\n".join(dict.fromkeys(keep))
 
 
+@functools.cache  # one `cc --version` per compiler and process
 def _compiler_version(cc: str) -> str:
     try:
         out = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60, check=False)

@@ -41,7 +41,7 @@ from torch import nn
 from crosspose.core.errors import ConfigError
 from crosspose.core.native import NativeBuildError, load_library
 
-__all__ = ["GROUP_NORM_ENV", "GroupNormAct", "fuse_group_norm", "kernel_status"]
+__all__ = ["GROUP_NORM_ENV", "GroupNormAct", "fuse_group_norm", "kernel_status", "network_status"]
 
 GROUP_NORM_ENV = "CROSSPOSE_GROUP_NORM"
 _SETTINGS = ("fused", "aten")
@@ -90,6 +90,11 @@ def kernel_status() -> str:
     if lib is None:
         return f"group norm: PyTorch's (fused kernel not built: {_state.get('error')})"
     return "group norm: fused kernel (float32 channels-last CPU tensors; others use PyTorch's)"
+
+
+def network_status(net: nn.Module) -> str | None:
+    """:func:`kernel_status` for a network with GroupNorm layers; None for one without."""
+    return kernel_status() if any(isinstance(m, GroupNormAct) for m in net.modules()) else None
 
 
 def _ptr(t: torch.Tensor | None) -> int | None:

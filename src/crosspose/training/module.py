@@ -16,7 +16,7 @@ from crosspose.core.errors import ConfigError
 from crosspose.core.validate import non_negative, positive
 from crosspose.evaluation.results import headline, write_metrics, write_prediction_records
 from crosspose.models.freeze import FreezeLevel, freeze_backbone, frozen_stages
-from crosspose.models.group_norm import GroupNormAct, kernel_status
+from crosspose.models.group_norm import network_status
 from crosspose.models.inference import CompiledInference, inference_copy
 from crosspose.models.network import HeadOutput, NormMode, PoseNetwork
 from crosspose.models.transfer import METADATA_KEY, HeadsMode, initialize_from_checkpoint
@@ -355,8 +355,9 @@ class PoseEstimationModule(L.LightningModule):
 
     def on_train_start(self) -> None:
         self._inference_net.clear()
-        if self.device.type == "cpu" and any(isinstance(m, GroupNormAct) for m in self.net.modules()):
-            log.info("fit: %s", kernel_status())  # builds the kernel now (about a second, once per machine)
+        group_norm = network_status(self.net) if self.device.type == "cpu" else None  # builds the kernel now
+        if group_norm:  # (about a second, once per machine)
+            log.info("fit: %s", group_norm)
         # Lightning 2.6 never calls .train() when fitting starts (its loops only save and restore
         # each submodule's flag around evaluation), so the modes PoseNetwork.train and self.train
         # set (norm: frozen, softly frozen stages: BatchNorm in eval mode) are applied here.
