@@ -114,10 +114,11 @@ def test_every_row_runs_on_a_tiny_network(tmp_path: Path, capsys: pytest.Capture
     assert status == 0, text
     report = json.loads(out_json.read_text())["crosspose"]
     assert report["gn"]["backbone"] == "resnet50_gn" and report["gn"]["train"]["whole_step"]["images_per_s"] > 0
-    assert report["gn"]["train"]["group_norm"].startswith("group norm: ")
-    assert report["fp32"]["train"]["group_norm"] is None  # BatchNorm
+    assert report["gn"]["train"]["norm_kernel"].startswith("norm kernel: ")
+    assert report["fp32"]["train"]["norm_kernel"] == report["gn"]["train"]["norm_kernel"]  # BatchNorm: while training
     assert report["fp32"]["infer"]["allocator"].startswith("allocator: ")  # as `crosspose predict` runs
-    assert f"crosspose GroupNorm training: {report['gn']['train']['group_norm']}." in text
+    assert f"crosspose GroupNorm training: {report['gn']['train']['norm_kernel']}." in text
+    assert f"crosspose BatchNorm training: {report['fp32']['train']['norm_kernel']}." in text
     for key in ("fp32", "gn"):
         rounds = report[key]["train"]["whole_step"]["rounds"]
         assert len(rounds) == 2 and all(r > 0 for r in rounds), key
@@ -219,9 +220,9 @@ def test_report_marks_rows_and_names_margins() -> None:
     text = format_report(report)
     assert "accuracy cost (the accuracy phase failed: exit 1: t.json: image listed but missing)" in text
     # the GroupNorm row says how its norm ran
-    report["crosspose"]["gn"] = {"backbone": "resnet50_gn", "train": {"group_norm": "group norm: fused kernel (x)",
+    report["crosspose"]["gn"] = {"backbone": "resnet50_gn", "train": {"norm_kernel": "norm kernel: fused (x)",
                                                                       "whole_step": {"images_per_s": 3.0}}}
-    assert "crosspose GroupNorm training: group norm: fused kernel (x)." in format_report(report)
+    assert "crosspose GroupNorm training: norm kernel: fused (x)." in format_report(report)
     report["crosspose"]["fp32"]["infer"]["allocator"] = "allocator: freed memory kept (x)"
     assert ("crosspose inference (image folder) ran with allocator: freed memory kept (x), as `crosspose predict` "
             "does; training with glibc's default. DeepLabCut: its C library's default") in format_report(report)

@@ -27,13 +27,13 @@ needs_compiler = requires_compiler()
 def fused_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
     """Shapes the fused kernel ran on (it still runs)."""
     calls: list[tuple[int, ...]] = []
-    apply = gn._FusedGroupNorm.apply
+    apply = gn._FusedNorm.apply
 
     def counting(x: torch.Tensor, *args: object) -> torch.Tensor:
         calls.append(tuple(x.shape))
         return apply(x, *args)
 
-    monkeypatch.setattr(gn._FusedGroupNorm, "apply", counting)
+    monkeypatch.setattr(gn._FusedNorm, "apply", counting)
     return calls
 
 
@@ -151,7 +151,7 @@ def test_opt_out_and_bad_setting(monkeypatch: pytest.MonkeyPatch, fused_calls: l
     monkeypatch.setenv("CROSSPOSE_GROUP_NORM", "aten")
     torch.testing.assert_close(norm(x), _reference(x, norm, False))
     assert fused_calls == []
-    assert kernel_status() == "group norm: PyTorch's (CROSSPOSE_GROUP_NORM=aten)"
+    assert kernel_status() == "norm kernel: PyTorch's (CROSSPOSE_GROUP_NORM=aten)"
     monkeypatch.setenv("CROSSPOSE_GROUP_NORM", "fast")
     with pytest.raises(ConfigError, match=r"CROSSPOSE_GROUP_NORM='fast': expected one of fused, aten"):
         norm(x)
@@ -231,7 +231,7 @@ def test_kernel_shares_torchs_openmp_runtime() -> None:
     """
     probe = ("import os, torch\n"
              "from crosspose.models.group_norm import kernel_status\n"
-             "assert kernel_status().startswith('group norm: fused kernel'), kernel_status()\n"
+             "assert kernel_status().startswith('norm kernel: fused'), kernel_status()\n"
              "paths = {line.split()[-1] for line in open('/proc/self/maps') if '/' in line}\n"
              "print(sorted(p for p in paths if os.path.basename(p).startswith(('libgomp', 'libomp', 'libiomp'))))\n")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)

@@ -128,9 +128,10 @@ def format_report(report: dict[str, Any]) -> str:
                          f"{_fmt(_rate(r, 'ort_fp32', 'whole', 'images_per_s'))} | | {_memory(r)} (both) |")
             lines.append(f"| crosspose | {_backbone(s['backbone'])} | int8 (ONNX Runtime, static QDQ) | | "
                          f"{_fmt(_rate(r, 'ort_int8', 'whole', 'images_per_s'))} | | |")
-    gn_note = ((cp.get("gn") or {}).get("train") or {}).get("group_norm")
-    if gn_note:  # whether crosspose's GroupNorm row trained with the fused kernel
-        lines += ["", f"crosspose GroupNorm training: {gn_note}."]
+    for row, norm in (("fp32", "BatchNorm"), ("gn", "GroupNorm")):  # whether the row trained with the fused kernel
+        note = ((cp.get(row) or {}).get("train") or {}).get("norm_kernel")
+        if note:
+            lines += ["", f"crosspose {norm} training: {note}."]
     infer_allocator = ((cp.get("fp32") or {}).get("infer") or {}).get("allocator")
     if infer_allocator:
         lines += ["", f"crosspose inference (image folder) ran with {infer_allocator}, as `crosspose predict` does; "

@@ -15,6 +15,7 @@ from crosspose.core.codecs import build_codec
 from crosspose.core.errors import ConfigError
 from crosspose.core.validate import non_negative, positive
 from crosspose.evaluation.results import headline, write_metrics, write_prediction_records
+from crosspose.models.batch_norm import fuse_batch_norm, unfuse_batch_norm
 from crosspose.models.freeze import FreezeLevel, freeze_backbone, frozen_stages
 from crosspose.models.group_norm import network_status
 from crosspose.models.inference import CompiledInference, inference_copy
@@ -72,6 +73,13 @@ def to_original(points: torch.Tensor, to_original: torch.Tensor) -> torch.Tensor
     xy = xy + to_original[:, None, :, 2].float()
     return torch.cat((xy, points[..., 2:]), dim=-1)
 
+
+
+class _ReleaseTrainingKernels(L.Callback):
+    """A fit that fails leaves plain BatchNorm layers behind too (a LightningModule has no on_exception hook)."""
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        pl_module.release_training_kernels()  # type: ignore[operator]
 
 class PoseEstimationModule(L.LightningModule):
     """Train, evaluate and run a DeeperCut-style pose network.
@@ -353,15 +361,38 @@ class PoseEstimationModule(L.LightningModule):
     def on_predict_end(self) -> None:
         self._inference_net.clear()  # weights may change after this (more training, another checkpoint)
 
+    def use_training_kernels(self) -> str | None:
+        """On the CPU, for training: BatchNorm layers through the fused norm kernel (GroupNorm ones always do).
+
+        Returns the kernel's status line (it builds the kernel now, about a second once per machine), or
+        None where no norm layer uses it (a GPU; a compiled network, where the kernel stays out anyway).
+        :meth:`release_training_kernels` restores plain ``nn.BatchNorm2d`` + ``nn.ReLU`` modules.
+        """
+        if self.device.type != "cpu":
+            return None
+        if not hasattr(self.net, "_orig_mod"):
+            fuse_batch_norm(self.net)  # SyncBatchNorm, FrozenBatchNorm2d and eval-mode norms stay as they are
+        return network_status(self.net)
+
+    def release_training_kernels(self) -> None:
+        """Undo :meth:`use_training_kernels` (folding, freezing and SyncBatchNorm expect plain BatchNorm)."""
+        unfuse_batch_norm(self.net)
+
     def on_train_start(self) -> None:
         self._inference_net.clear()
-        group_norm = network_status(self.net) if self.device.type == "cpu" else None  # builds the kernel now
-        if group_norm:  # (about a second, once per machine)
-            log.info("fit: %s", group_norm)
+        kernels = self.use_training_kernels()
+        if kernels:
+            log.info("fit: %s", kernels)
         # Lightning 2.6 never calls .train() when fitting starts (its loops only save and restore
         # each submodule's flag around evaluation), so the modes PoseNetwork.train and self.train
         # set (norm: frozen, softly frozen stages: BatchNorm in eval mode) are applied here.
         self.train(True)
+
+    def on_train_end(self) -> None:
+        self.release_training_kernels()
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        return [_ReleaseTrainingKernels()]
 
     # ------------------------------------------------------------ evaluation
     def on_validation_epoch_start(self) -> None:

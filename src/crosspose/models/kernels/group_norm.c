@@ -8,6 +8,8 @@
  * backward reads (dy, x, y) twice and writes once, and the ReLU costs nothing extra.
  *
  * Layout: x is [n][hw][c], c = g groups of c/g adjacent channels. Statistics are per (sample, group).
+ * BatchNorm's batch statistics are the case n = 1 (the batch's rows as one sample), g = c
+ * (crosspose.models.batch_norm).
  * Each sample's rows are cut into k chunks so that n*k tasks keep every OpenMP thread busy; partial
  * per-channel sums per chunk are combined in a fixed order, so results do not depend on scheduling.
  *
