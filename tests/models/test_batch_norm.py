@@ -98,7 +98,8 @@ def test_training_matches_pytorch(shape: tuple[int, ...], kwargs: dict[str, Any]
 
 
 @pytest.mark.parametrize("relu", [True, False])
-def test_eval_mode_and_other_inputs_use_pytorch(relu: bool, fused_calls: list) -> None:
+def test_eval_mode_and_other_inputs_use_pytorch(relu: bool, fused_calls: list,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     fused, ref = _pair(16, relu)
     x = torch.randn(2, 16, 6, 8).contiguous(memory_format=torch.channels_last)
     act = F.relu if relu else (lambda y: y)
@@ -106,6 +107,9 @@ def test_eval_mode_and_other_inputs_use_pytorch(relu: bool, fused_calls: list) -
     torch.testing.assert_close(fused(x), act(ref(x)))
     fused.train(), ref.train()
     torch.testing.assert_close(fused(x.contiguous()), act(ref(x.contiguous())))  # NCHW
+    with monkeypatch.context() as env:
+        env.setenv("CROSSPOSE_GROUP_NORM", "aten")  # the kernel's opt-out covers BatchNorm too
+        torch.testing.assert_close(fused(x), act(ref(x)))
     fused_b, ref_b = fused.to(torch.bfloat16), ref.to(torch.bfloat16)
     torch.testing.assert_close(fused_b(x.bfloat16()), act(ref_b(x.bfloat16())))
     assert fused_calls == []

@@ -5,7 +5,7 @@ norm, forward and backward, and the ReLU behind it. BatchNorm's batch statistics
 one "sample" made of the whole batch with one channel per group, so the fused kernel of
 :mod:`crosspose.models.group_norm` computes them unchanged (its two passes forward and two backward,
 the ReLU free). Measured on the 2-core Xeon, the benchmark's Lightning fit of ResNet-50 at batch 8,
-256 px, alternating: 4.83 against 4.61 img/s (docs/speed.md, "BatchNorm training").
+256 px, four alternating pairs: 4.89 against 4.60 img/s (docs/speed.md, "BatchNorm training").
 
 Only while training, and only on the CPU: ``PoseEstimationModule`` calls :func:`fuse_batch_norm` when
 a fit starts on the CPU and :func:`unfuse_batch_norm` when it ends (or fails). Outside a fit the
@@ -19,6 +19,8 @@ sees the network it expects. During the fit:
   does (``momentum`` or, with ``momentum=None``, the cumulative average; unbiased running variance);
 - in eval mode (``norm: frozen``, softly frozen stages, validation), or where the kernel does not
   apply (bf16 autocast, NCHW, GPUs, tracing, ``CROSSPOSE_GROUP_NORM=aten``), ATen's batch norm and ReLU.
+
+A fit on the CPU logs ``fit: norm kernel: ...`` with whether the kernel runs, and why not.
 
 Example::
 

@@ -74,12 +74,12 @@ def to_original(points: torch.Tensor, to_original: torch.Tensor) -> torch.Tensor
     return torch.cat((xy, points[..., 2:]), dim=-1)
 
 
-
 class _ReleaseTrainingKernels(L.Callback):
     """A fit that fails leaves plain BatchNorm layers behind too (a LightningModule has no on_exception hook)."""
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         pl_module.release_training_kernels()  # type: ignore[operator]
+
 
 class PoseEstimationModule(L.LightningModule):
     """Train, evaluate and run a DeeperCut-style pose network.
@@ -365,8 +365,9 @@ class PoseEstimationModule(L.LightningModule):
         """On the CPU, for training: BatchNorm layers through the fused norm kernel (GroupNorm ones always do).
 
         Returns the kernel's status line (it builds the kernel now, about a second once per machine), or
-        None where no norm layer uses it (a GPU; a compiled network, where the kernel stays out anyway).
-        :meth:`release_training_kernels` restores plain ``nn.BatchNorm2d`` + ``nn.ReLU`` modules.
+        None where no norm layer can use it (a GPU; a compiled BatchNorm network: the kernel stays out of
+        compiled code, so its layers are left as they are). :meth:`release_training_kernels` restores
+        plain ``nn.BatchNorm2d`` + ``nn.ReLU`` modules.
         """
         if self.device.type != "cpu":
             return None
