@@ -1,8 +1,5 @@
 """GroupNorm fused with the ReLU after it: a CPU kernel for channels-last float32 training.
 
-(The same kernel computes BatchNorm's batch statistics, :mod:`crosspose.models.batch_norm`: one
-"sample" made of the whole batch, one channel per group.)
-
 A GroupNorm ResNet-50 training step on a 2-core CPU spends about a fifth of its time in PyTorch's
 group norm and the ReLU behind it, which pass over each activation five to seven times. The kernel in
 ``kernels/group_norm.c`` passes twice forward and twice backward, which measured 2-2.5x faster for the
@@ -17,6 +14,10 @@ snapshots and freezing see no difference; where a ReLU directly follows, that Re
 - not while tracing or compiling (``torch.compile``, ONNX and ``torch.export`` see PyTorch's ops);
 - a C compiler on the machine (:mod:`crosspose.core.native` builds it once, about a second);
 - ``CROSSPOSE_GROUP_NORM`` unset or ``fused``; ``aten`` opts out.
+
+BatchNorm's batch statistics are the same computation with the whole batch as one sample and one
+channel per group: :mod:`crosspose.models.batch_norm` runs this kernel (:func:`fused_norm`) while a fit
+trains on the CPU, under the same conditions and the same opt-out.
 
 Example::
 
