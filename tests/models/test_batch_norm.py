@@ -206,3 +206,13 @@ def test_module_example_runs() -> None:
     import doctest
 
     assert doctest.testmod(bn, raise_on_error=True).attempted == 5
+
+
+def test_training_kernels_are_float32_only() -> None:
+    module = PoseEstimationModule(num_keypoints=4, backbone="resnet18", pretrained=False, norm="batch")
+    assert module.use_training_kernels("bf16-mixed") is None  # bf16 tensors would never reach the kernel
+    assert not any(isinstance(m, BatchNormAct) for m in module.net.modules())
+    assert module.use_training_kernels("32-true") is not None
+    assert any(isinstance(m, BatchNormAct) and m.relu for m in module.net.modules())
+    module.release_training_kernels()
+    assert not any(isinstance(m, BatchNormAct) for m in module.net.modules())

@@ -19,7 +19,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch.utils.data import DataLoader
@@ -47,6 +47,11 @@ def _module(spec: dict[str, Any], device: torch.device):  # noqa: ANN202 -- lazy
     module.to(device)
     module.prepare_network()
     return module
+
+
+def _lightning_precision(spec: dict[str, Any]) -> Literal["bf16-mixed", "32-true"]:
+    """The Lightning precision a phase's training runs in."""
+    return "bf16-mixed" if spec["precision"] == "bf16" else "32-true"
 
 
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -201,7 +206,7 @@ def train_phase(spec: dict[str, Any]) -> dict[str, Any]:
     result["train_flops_per_image"] = count_flops(module, spec, device, train=True)
     memory.mark("FLOP count (one image)", peak=True)
     # the norm layers as a fit runs them (on the CPU: BatchNorm through the fused kernel too)
-    result["norm_kernel"] = module.use_training_kernels()
+    result["norm_kernel"] = module.use_training_kernels(_lightning_precision(spec))
 
     if spec["precision"] == "bf16":
         result["bf16_numerics"] = bf16_numerics(module, preloaded[0], device)
@@ -238,7 +243,7 @@ def _whole_step_only(spec: dict[str, Any], dm: Any, device: torch.device, n: int
     """The Lightning step alone (the rows that only compare throughput: other norm, other precision)."""
     module = _module(spec, device)
     memory.mark("model built")
-    result["norm_kernel"] = module.use_training_kernels()
+    result["norm_kernel"] = module.use_training_kernels(_lightning_precision(spec))
     _fit_whole_step(spec, dm, module, device, n, result, memory)
     return result
 
@@ -253,7 +258,7 @@ def _fit_whole_step(spec: dict[str, Any], dm: Any, module: Any, device: torch.de
         torch.cuda.reset_peak_memory_stats(device)
     trainer = L.Trainer(
         accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, max_steps=n, max_epochs=-1,
-        precision="bf16-mixed" if spec["precision"] == "bf16" else "32-true", logger=False,
+        precision=_lightning_precision(spec), logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         num_sanity_val_steps=0, limit_val_batches=0, callbacks=[timer],  # type: ignore[list-item]
     )

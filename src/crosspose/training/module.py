@@ -361,15 +361,18 @@ class PoseEstimationModule(L.LightningModule):
     def on_predict_end(self) -> None:
         self._inference_net.clear()  # weights may change after this (more training, another checkpoint)
 
-    def use_training_kernels(self) -> str | None:
+    def use_training_kernels(self, precision: str = "32-true") -> str | None:
         """On the CPU, for training: BatchNorm layers through the fused norm kernel (GroupNorm ones always do).
 
+        Args:
+            precision: the fit's (Lightning's ``trainer.precision``); the kernel is float32 only.
+
         Returns the kernel's status line (it builds the kernel now, about a second once per machine), or
-        None where no norm layer can use it (a GPU; a compiled BatchNorm network: the kernel stays out of
-        compiled code, so its layers are left as they are). :meth:`release_training_kernels` restores
-        plain ``nn.BatchNorm2d`` + ``nn.ReLU`` modules.
+        None where no norm layer can use it (a GPU; a precision other than float32; a compiled BatchNorm
+        network: the kernel stays out of compiled code, so its layers are left as they are).
+        :meth:`release_training_kernels` restores plain ``nn.BatchNorm2d`` + ``nn.ReLU`` modules.
         """
-        if self.device.type != "cpu":
+        if self.device.type != "cpu" or str(precision) not in ("32-true", "32"):
             return None
         if not hasattr(self.net, "_orig_mod"):
             fuse_batch_norm(self.net)  # SyncBatchNorm, FrozenBatchNorm2d and eval-mode norms stay as they are
@@ -381,7 +384,7 @@ class PoseEstimationModule(L.LightningModule):
 
     def on_train_start(self) -> None:
         self._inference_net.clear()
-        kernels = self.use_training_kernels()
+        kernels = self.use_training_kernels(self.trainer.precision)
         if kernels:
             log.info("fit: %s", kernels)
         # Lightning 2.6 never calls .train() when fitting starts (its loops only save and restore
