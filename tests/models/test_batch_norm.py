@@ -17,27 +17,12 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from crosspose.data.datamodule import PoseDataModule
 from crosspose.data.transforms import Augmentation
 from crosspose.models import batch_norm as bn
-from crosspose.models import group_norm as gn
 from crosspose.models.backbone import ResNetBackbone
 from crosspose.models.batch_norm import BatchNormAct, fuse_batch_norm, unfuse_batch_norm
 from crosspose.testing import requires_compiler, write_tiny_coco
 from crosspose.training.module import PoseEstimationModule
 
 needs_compiler = requires_compiler()
-
-
-@pytest.fixture
-def fused_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
-    """Shapes the fused kernel ran on (it still runs)."""
-    calls: list[tuple[int, ...]] = []
-    apply = gn._FusedNorm.apply
-
-    def counting(x: torch.Tensor, *args: object) -> Any:
-        calls.append(tuple(x.shape))
-        return apply(x, *args)
-
-    monkeypatch.setattr(gn._FusedNorm, "apply", counting)
-    return calls
 
 
 def _pair(channels: int, relu: bool, **kwargs: Any) -> tuple[nn.BatchNorm2d, nn.BatchNorm2d]:

@@ -23,20 +23,6 @@ from crosspose.testing import requires_compiler
 needs_compiler = requires_compiler()
 
 
-@pytest.fixture
-def fused_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, ...]]:
-    """Shapes the fused kernel ran on (it still runs)."""
-    calls: list[tuple[int, ...]] = []
-    apply = gn._FusedNorm.apply
-
-    def counting(x: torch.Tensor, *args: object) -> torch.Tensor:
-        calls.append(tuple(x.shape))
-        return apply(x, *args)
-
-    monkeypatch.setattr(gn._FusedNorm, "apply", counting)
-    return calls
-
-
 def _reference(x: torch.Tensor, norm: nn.GroupNorm, relu: bool) -> torch.Tensor:
     weight, bias = (norm.weight, norm.bias) if norm.affine else (None, None)
     y = F.group_norm(x, norm.num_groups, weight, bias, norm.eps)

@@ -50,16 +50,19 @@ def cache_dir() -> Path:
     return Path(base) / "crosspose" / "native"
 
 
+def _compiler_name() -> str:
+    return os.environ.get("CC") or "cc"
+
+
 def find_compiler() -> str | None:
     """The C compiler builds use (``$CC``, else ``cc``) as a full path, or None when it is not on PATH."""
-    return shutil.which(os.environ.get("CC") or "cc")
+    return shutil.which(_compiler_name())
 
 
 def _compiler() -> str:
     found = find_compiler()
     if found is None:
-        cc = os.environ.get("CC") or "cc"
-        raise NativeBuildError(f"no C compiler: {cc!r} is not on PATH (install gcc or set CC)")
+        raise NativeBuildError(f"no C compiler: {_compiler_name()!r} is not on PATH (install gcc or set CC)")
     return found
 
 
