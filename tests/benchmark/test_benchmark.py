@@ -14,7 +14,7 @@ import pytest
 
 from crosspose.benchmark.dlc_runner import conflicting_pins, dlc_constraints, dlc_env
 from crosspose.benchmark.measure import summarise_passes, summarise_steps
-from crosspose.benchmark.report import format_report
+from crosspose.benchmark.report import emulation_note, format_report
 from crosspose.benchmark.run import bf16_peak_tflops, make_synthetic_images
 from crosspose.cli import main as cli_main
 from crosspose.data.coco import load_coco_keypoints
@@ -230,6 +230,15 @@ def test_report_marks_rows_and_names_margins() -> None:
     text = format_report(report)
     assert "| DeepLabCut 3.0.2 (freed memory kept) | `resnet50` (BatchNorm) | fp32 | 2.00 |" in text
     assert "DeepLabCut: freed memory kept (--dlc-malloc keep: GLIBC_TUNABLES=glibc.malloc.mmap_max=0:" in text
+
+
+def test_an_emulated_cpu_is_named_at_the_top_of_the_report() -> None:
+    assert emulation_note({"cpu": "x"}) == []
+    note = " ".join(emulation_note({"isa_limit": "AVX2", "aten_cpu_capability": "avx2"}))
+    assert "oneDNN limited to AVX2" in note and "kernels to avx2" in note and "built without AVX-512" in note
+    assert "ONNX Runtime ignores the limit" in note
+    note = " ".join(emulation_note({"isa_limit": "AVX512_CORE"}))
+    assert "built for this CPU" in note and "ATEN_CPU_CAPABILITY not set" in note
 
 
 def test_dlc_malloc_keep_reaches_deeplabcuts_processes_and_the_report() -> None:

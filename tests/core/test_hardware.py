@@ -9,8 +9,10 @@ import pytest
 from crosspose.core.errors import ConfigError
 from crosspose.core.hardware import (
     CpuFeatures,
+    choose_inference_compile,
     choose_inference_precision,
     choose_training_precision,
+    onednn_isa_limit,
     parse_cpuinfo,
     precision_support,
     read_cpu_features,
@@ -104,3 +106,40 @@ def test_loader_workers_auto_is_none_on_the_cpu_and_a_free_core_each_on_a_gpu(mo
     assert hardware.choose_loader_workers("auto", "cuda", processes_per_node=4) == 1  # never none on a GPU
     assert hardware.choose_loader_workers(5, "cpu") == 5  # a count is kept as given
     assert hardware.choose_loader_workers(0, "cuda") == 0
+
+
+def test_onednn_isa_limit_reads_onednn_s_own_variables() -> None:
+    assert onednn_isa_limit({"ONEDNN_MAX_CPU_ISA": " avx2 "}) == "AVX2"
+    assert onednn_isa_limit({"DNNL_MAX_CPU_ISA": "AVX512_CORE"}) == "AVX512_CORE"  # the older name
+    assert onednn_isa_limit({"ONEDNN_MAX_CPU_ISA": "AVX2", "DNNL_MAX_CPU_ISA": "AVX512_CORE"}) == "AVX2"
+    assert onednn_isa_limit({"ONEDNN_MAX_CPU_ISA": "ALL"}) is None  # no cap
+    assert onednn_isa_limit({"ONEDNN_MAX_CPU_ISA": "FASTEST"}) is None  # oneDNN ignores what it does not know
+    assert onednn_isa_limit({}) is None
+
+
+def test_a_capped_onednn_hides_the_bf16_units_but_not_onnx_runtime_s_int8(tmp_path: Path) -> None:
+    path = tmp_path / "cpuinfo"
+    path.write_text(CPUINFO.replace("avx512_vnni", "avx512_vnni amx_bf16 amx_int8 amx_tile"))
+    free = read_cpu_features(path, use_torch=False, environ={})
+    assert free.bf16_units and free.usable("amx_bf16") and free.isa_limit is None
+    capped = read_cpu_features(path, use_torch=False, environ={"ONEDNN_MAX_CPU_ISA": "AVX2"})
+    assert capped.flags == free.flags  # the machine's flags are still reported as they are
+    assert not capped.bf16_units and capped.bf16_capped and not capped.usable("avx512f")
+    assert capped.int8_units  # int8 runs in ONNX Runtime, which the variable does not cap
+    assert "oneDNN limited to AVX2" in capped.describe()
+    assert "ONEDNN_MAX_CPU_ISA" in precision_support(capped)["bf16"]
+    assert choose_inference_precision(capped, "cpu") == "fp32"
+    assert choose_inference_precision(capped, "cpu", int8_model=True) == "int8"
+    with pytest.raises(ConfigError, match="oneDNN limited to AVX2"):
+        choose_training_precision(capped, "cpu", "bf16")
+    # capped between the two bf16 generations: AVX512-BF16 in use, the AMX tiles not (so no compiling)
+    mid = read_cpu_features(path, use_torch=False, environ={"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"})
+    assert mid.bf16_units and not mid.bf16_capped and not mid.usable("amx_bf16")
+    assert not choose_inference_compile(mid, "cpu", "bf16").on
+
+
+def test_the_running_machine_under_a_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "SSE41")
+    features = read_cpu_features()
+    assert features.isa_limit == "SSE41" and not features.bf16_units
+    assert precision_support(features)["fp32"] is None

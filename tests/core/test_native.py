@@ -39,3 +39,20 @@ def test_no_compiler_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("CC", "no-such-compiler")
     with pytest.raises(NativeBuildError, match="no C compiler: 'no-such-compiler' is not on PATH"):
         load_library(tmp_path / "x.c")
+
+
+def test_a_onednn_cap_below_avx512_builds_without_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import platform
+
+    from crosspose.core import native
+
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    assert native._cflags() == native.CFLAGS
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")
+    assert native._cflags() == native.CFLAGS
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # an emulated AVX2 machine: the kernels as it would run them
+    assert native._cflags() == (*native.CFLAGS, "-mno-avx512f")
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")  # not an x86 flag: nothing added
+    assert native._cflags() == native.CFLAGS

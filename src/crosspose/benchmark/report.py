@@ -6,7 +6,7 @@ from typing import Any
 
 from crosspose.benchmark.matmul import ceiling_lines, ceiling_rows
 from crosspose.benchmark.rounds import round_ratios
-from crosspose.core.hardware import REDUCED_PRECISION_FLAGS
+from crosspose.core.hardware import REDUCED_PRECISION_FLAGS, isa_allows
 
 __all__ = ["DLC_KEEP_FREED_MEMORY", "DLC_VERSION", "H100_BF16_TFLOPS", "PAPER_STEPS", "bottleneck_note",
            "dlc_keeps_memory", "format_report", "gpu_on_paper", "video_table"]
@@ -92,7 +92,7 @@ def format_report(report: dict[str, Any]) -> str:
              f"{s['repeats']} repeats after warm-up" + (f"; training and inference: the mean of {rounds} rounds run "
                                                         "in alternating order" if rounds > 1 else "") +
              "; memory: peak PSS of the process tree, summed RSS in brackets)",
-             "", "| tool | backbone | precision | training | inference (image folder) | training peak memory "
+             *emulation_note(m), "", "| tool | backbone | precision | training | inference (image folder) | training peak memory "
              "| inference peak memory |", "|---|---|---|---|---|---|---|"]
     dlc_tool = _dlc_tool(s)
     for name, run in _dlc_rows(dlc):
@@ -164,6 +164,20 @@ def format_report(report: dict[str, Any]) -> str:
               f"{dlc_torch}; load average before {_load(m.get('load_average'))}, after "
               f"{_load(m.get('load_average_after'))}; {m.get('seconds', 0) / 60:.0f} min for the whole benchmark."]
     return "\n".join(lines)
+
+
+def emulation_note(machine: dict[str, Any]) -> list[str]:
+    """The lines saying a run emulated a smaller CPU (oneDNN capped by ``ONEDNN_MAX_CPU_ISA``), else none."""
+    limit = machine.get("isa_limit")
+    if not limit:
+        return []
+    aten = machine.get("aten_cpu_capability")
+    return ["", f"**Emulated CPU**: oneDNN limited to {limit} (`ONEDNN_MAX_CPU_ISA`) in every process of both "
+            f"tools, PyTorch's own kernels to {aten or 'this CPU’s best (ATEN_CPU_CAPABILITY not set)'} "
+            f"(`ATEN_CPU_CAPABILITY`), crosspose's C kernels built " +
+            ("for this CPU" if isa_allows(limit, "AVX512_CORE") else "without AVX-512") + "; the instructions above the limit "
+            "go unused, as on a CPU without them. ONNX Runtime ignores the limit: its rows (int8, the ONNX "
+            "fp32 reference and video rows) use the whole CPU."]
 
 
 def margins(report: dict[str, Any]) -> list[str]:

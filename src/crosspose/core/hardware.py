@@ -12,18 +12,26 @@ The reduced-precision units that matter for a ResNet:
   arithmetic plus conversions: slower than fp32.
 * int8: ``amx_int8``, ``avx512_vnni``, ``avx_vnni`` (dot-product instructions ONNX Runtime's and
   oneDNN's int8 kernels use). Without them int8 convolutions gain little over fp32.
+
+oneDNN's own limit counts too: ``ONEDNN_MAX_CPU_ISA`` (or the older ``DNNL_MAX_CPU_ISA``) caps the
+instructions PyTorch's convolutions use. Set to ``AVX2`` on a Sapphire Rapids it makes bf16 emulated
+again, so units above the cap are not counted for PyTorch's precisions (:meth:`CpuFeatures.usable`).
+ONNX Runtime ignores the variable: the int8 units stay counted. The same cap on a machine with the
+units is how ``crosspose benchmark`` emulates a CPU without them (docs/speed.md).
 """
 
 from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, NamedTuple
 
 __all__ = [
     "COMPILE_SETTINGS",
+    "ISA_LIMIT_ENV",
     "REDUCED_PRECISION_FLAGS",
     "CompileChoice",
     "CpuFeatures",
@@ -33,6 +41,8 @@ __all__ = [
     "choose_inference_precision",
     "choose_loader_workers",
     "choose_training_precision",
+    "isa_allows",
+    "onednn_isa_limit",
     "parse_cpuinfo",
     "precision_support",
     "read_cpu_features",
@@ -47,6 +57,45 @@ REDUCED_PRECISION_FLAGS = ("avx512_bf16", "amx_bf16", "amx_int8", "amx_tile", "a
 _BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 _INT8_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni")
 
+ISA_LIMIT_ENV = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
+"""oneDNN's variables that cap its instruction set (the first one set wins, as in oneDNN)."""
+
+# oneDNN's cap values, lowest first (aliases beside each other); ALL is no cap
+_ISA_LEVELS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI",
+               "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512", "AVX512_CORE_AMX",
+               "AVX512_CORE_AMX_FP16", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16", "AVX10_2_512",
+               "AVX10_2_512_AMX_2", "ALL")
+# the lowest cap under which oneDNN uses each flag that PyTorch's precisions depend on
+_FLAG_ISA = {"avx2": "AVX2", "avx512f": "AVX512_CORE", "avx512_bf16": "AVX512_CORE_BF16",
+             "amx_bf16": "AVX512_CORE_AMX", "amx_tile": "AVX512_CORE_AMX"}
+
+
+def onednn_isa_limit(environ: Mapping[str, str] | None = None) -> str | None:
+    """The instruction-set cap oneDNN reads from the environment (``AVX2``, ...), or None when it has none.
+
+    A value oneDNN does not know is ignored by oneDNN, and here too; ``ALL`` is no cap.
+
+    >>> onednn_isa_limit({"ONEDNN_MAX_CPU_ISA": "avx2"})
+    'AVX2'
+    >>> onednn_isa_limit({}) is None
+    True
+    """
+    environ = os.environ if environ is None else environ
+    for name in ISA_LIMIT_ENV:
+        value = environ.get(name, "").strip().upper()
+        if value:
+            return value if value in _ISA_LEVELS and value != "ALL" else None
+    return None
+
+
+def isa_allows(limit: str | None, level: str) -> bool:
+    """Whether oneDNN capped at ``limit`` (None: no cap) may use the instructions of ``level``.
+
+    >>> isa_allows("AVX2", "AVX512_CORE"), isa_allows(None, "AVX512_CORE_AMX")
+    (False, True)
+    """
+    return limit is None or _ISA_LEVELS.index(level) <= _ISA_LEVELS.index(limit)
+
 
 @dataclass(frozen=True)
 class CpuFeatures:
@@ -57,20 +106,33 @@ class CpuFeatures:
         flags: lower-case flag names (``/proc/cpuinfo`` spelling), from the kernel and torch's probes.
         torch_capability: ``torch.backends.cpu.get_cpu_capability()`` ("AVX512", "AVX2", "DEFAULT"...),
             or None when not asked.
+        isa_limit: oneDNN's instruction-set cap (:func:`onednn_isa_limit`), or None.
     """
 
     model: str
     flags: frozenset[str] = field(default_factory=frozenset)
     torch_capability: str | None = None
+    isa_limit: str | None = None
+
+    def usable(self, flag: str) -> bool:
+        """The CPU has ``flag`` and oneDNN's cap lets PyTorch use it (flags the cap does not govern: present)."""
+        if flag not in self.flags:
+            return False
+        return flag not in _FLAG_ISA or isa_allows(self.isa_limit, _FLAG_ISA[flag])
 
     @property
     def bf16_units(self) -> bool:
-        """Native bf16 matrix arithmetic (AVX512-BF16 or AMX-BF16)."""
-        return any(f in self.flags for f in _BF16_FLAGS)
+        """Native bf16 matrix arithmetic (AVX512-BF16 or AMX-BF16) that oneDNN may use."""
+        return any(self.usable(f) for f in _BF16_FLAGS)
+
+    @property
+    def bf16_capped(self) -> bool:
+        """The CPU has bf16 units but oneDNN's cap keeps PyTorch from them."""
+        return not self.bf16_units and any(f in self.flags for f in _BF16_FLAGS)
 
     @property
     def amx(self) -> bool:
-        return "amx_bf16" in self.flags or "amx_int8" in self.flags
+        return self.usable("amx_bf16") or "amx_int8" in self.flags
 
     @property
     def int8_units(self) -> bool:
@@ -85,7 +147,8 @@ class CpuFeatures:
         """One line: model, relevant flags, torch's dispatch level."""
         flags = " ".join(self.relevant_flags()) or "none of " + " ".join(REDUCED_PRECISION_FLAGS)
         cap = f"; torch kernels: {self.torch_capability}" if self.torch_capability else ""
-        return f"{self.model} ({flags}{cap})"
+        limit = f"; oneDNN limited to {self.isa_limit}" if self.isa_limit else ""
+        return f"{self.model} ({flags}{cap}{limit})"
 
 
 def parse_cpuinfo(text: str) -> tuple[str | None, frozenset[str]]:
@@ -133,8 +196,9 @@ def _torch_probes() -> tuple[set[str], str | None]:
     return found, capability
 
 
-def read_cpu_features(cpuinfo: str | Path = "/proc/cpuinfo", use_torch: bool = True) -> CpuFeatures:
-    """The running machine's CPU features: the kernel's flags united with torch's probes."""
+def read_cpu_features(cpuinfo: str | Path = "/proc/cpuinfo", use_torch: bool = True,
+                      environ: Mapping[str, str] | None = None) -> CpuFeatures:
+    """The running machine's CPU features: the kernel's flags united with torch's probes, and oneDNN's cap."""
     model, flags = None, frozenset[str]()
     try:
         model, flags = parse_cpuinfo(Path(cpuinfo).read_text(encoding="utf-8", errors="replace"))
@@ -144,7 +208,8 @@ def read_cpu_features(cpuinfo: str | Path = "/proc/cpuinfo", use_torch: bool = T
     if use_torch:
         extra, capability = _torch_probes()
         flags = flags | extra
-    return CpuFeatures(model or platform.processor() or platform.machine(), frozenset(flags), capability)
+    return CpuFeatures(model or platform.processor() or platform.machine(), frozenset(flags), capability,
+                       onednn_isa_limit(environ))
 
 
 def precision_support(features: CpuFeatures, device: str = "cpu") -> dict[str, str | None]:
@@ -155,9 +220,13 @@ def precision_support(features: CpuFeatures, device: str = "cpu") -> dict[str, s
         bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
         return {"fp32": None, "bf16": None if bf16 else "this GPU has no bf16",
                 "int8": "int8 is a CPU path (ONNX Runtime)"}
+    if features.bf16_capped:
+        no_bf16: str | None = f"not used on this CPU (oneDNN limited to {features.isa_limit} by {ISA_LIMIT_ENV[0]})"
+    else:
+        no_bf16 = None if features.bf16_units else "not supported on this CPU (no avx512_bf16 / amx_bf16)"
     return {
         "fp32": None,
-        "bf16": None if features.bf16_units else "not supported on this CPU (no avx512_bf16 / amx_bf16)",
+        "bf16": no_bf16,
         "int8": None if features.int8_units else "not supported on this CPU (no avx512_vnni / avx_vnni / amx_int8)",
     }
 
@@ -231,7 +300,7 @@ def choose_inference_compile(features: CpuFeatures, device: str, precision: str,
         return CompileChoice(True, "on: asked for")
     if device != "cpu":
         return CompileChoice(False, "auto: eager on this device (compiling is measured on CPUs with AMX only)")
-    if precision != "bf16" or "amx_bf16" not in features.flags:
+    if precision != "bf16" or not features.usable("amx_bf16"):
         return CompileChoice(False, "auto: eager (compiling pays for bf16 on CPUs with AMX)")
     if not compiler:
         return CompileChoice(False, "auto: eager (no C++ compiler for torch.compile)")

@@ -64,7 +64,7 @@ class PrecisionChoice:
 
 
 def _bf16_flags(features: hardware.CpuFeatures) -> str:
-    return " ".join(f for f in ("avx512_bf16", "amx_bf16") if f in features.flags)
+    return " ".join(f for f in ("avx512_bf16", "amx_bf16") if features.usable(f))
 
 
 def choose_precision(requested: str, device: torch.device, onnx_precision: str | None = None) -> PrecisionChoice:
@@ -120,6 +120,8 @@ def choose_precision(requested: str, device: torch.device, onnx_precision: str |
         return PrecisionChoice("bf16", f"asked for; CPU has {_bf16_flags(features)}")
     if hardware.choose_inference_precision(features, "cpu") == "bf16":
         return PrecisionChoice("bf16", f"auto: CPU has {_bf16_flags(features)}")
+    if features.bf16_capped:
+        return PrecisionChoice("fp32", f"auto: {missing}")
     return PrecisionChoice("fp32", "auto: CPU has no avx512_bf16 / amx_bf16 units")
 
 
