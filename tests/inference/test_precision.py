@@ -76,6 +76,18 @@ def test_reduced_precision_the_cpu_cannot_run_is_refused(monkeypatch: pytest.Mon
     assert choose_precision("bf16", CPU) == PrecisionChoice("bf16", "asked for; CPU has avx512_bf16")
 
 
+def test_onednn_capped_below_bf16_keeps_fp32_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    _mock_cpu(monkeypatch, dataclasses.replace(SAPPHIRE, isa_limit="AVX512_CORE"))
+    choice = choose_precision("auto", CPU)
+    assert choice.precision == "fp32" and "oneDNN limited to AVX512_CORE by ONEDNN_MAX_CPU_ISA" in choice.reason
+    with pytest.raises(ConfigError, match=r"bf16: not used on this CPU \(oneDNN limited to AVX512_CORE"):
+        choose_precision("bf16", CPU)
+    _mock_cpu(monkeypatch, dataclasses.replace(SAPPHIRE, isa_limit="AVX512_CORE_BF16"))  # AVX512-BF16, no tiles
+    assert choose_precision("auto", CPU) == PrecisionChoice("bf16", "auto: CPU has avx512_bf16")
+
+
 def test_an_onnx_model_runs_in_its_own_precision(monkeypatch: pytest.MonkeyPatch) -> None:
     _mock_cpu(monkeypatch, ZEN4)
     assert choose_precision("auto", CPU, "fp32").precision == "fp32"

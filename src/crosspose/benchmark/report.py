@@ -171,13 +171,14 @@ def emulation_note(machine: dict[str, Any]) -> list[str]:
     limit = machine.get("isa_limit")
     if not limit:
         return []
-    aten = machine.get("aten_cpu_capability")
-    return ["", f"**Emulated CPU**: oneDNN limited to {limit} (`ONEDNN_MAX_CPU_ISA`) in every process of both "
-            f"tools, PyTorch's own kernels to {aten or 'this CPU’s best (ATEN_CPU_CAPABILITY not set)'} "
-            f"(`ATEN_CPU_CAPABILITY`), crosspose's C kernels built " +
-            ("for this CPU" if isa_allows(limit, "AVX512_CORE") else "without AVX-512") + "; the instructions above the limit "
-            "go unused, as on a CPU without them. ONNX Runtime ignores the limit: its rows (int8, the ONNX "
-            "fp32 reference and video rows) use the whole CPU."]
+    aten, mkl = machine.get("aten_cpu_capability"), machine.get("mkl_enable_instructions")
+    kernels = "for this CPU" if isa_allows(limit, "AVX512_CORE") else "without AVX-512"
+    return ["", f"**Emulated CPU**: oneDNN (the convolutions) limited to {limit} (`ONEDNN_MAX_CPU_ISA`) in every "
+            f"process of both tools, PyTorch's own kernels to {aten or 'this CPU’s best (not set)'} "
+            f"(`ATEN_CPU_CAPABILITY`), MKL's matrix products to {mkl or 'this CPU’s best (not set)'} "
+            f"(`MKL_ENABLE_INSTRUCTIONS`; only the ceiling probe below uses them), crosspose's C kernels built "
+            f"{kernels}; the instructions above the limit go unused, as on a CPU without them. ONNX Runtime "
+            "ignores the limit: its rows (int8, the ONNX fp32 reference and video rows) use the whole CPU."]
 
 
 def margins(report: dict[str, Any]) -> list[str]:

@@ -235,7 +235,8 @@ def run(args: argparse.Namespace) -> int:
                               "precision_support": precision_support(features, spec["device"]),
                               "deeplabcut": {}, "crosspose": {}}
     report["machine"].update(cpu_flags=features.relevant_flags(), torch_capability=features.torch_capability,
-                             isa_limit=features.isa_limit, aten_cpu_capability=os.environ.get("ATEN_CPU_CAPABILITY"))
+                             isa_limit=features.isa_limit, aten_cpu_capability=os.environ.get("ATEN_CPU_CAPABILITY"),
+                             mkl_enable_instructions=os.environ.get("MKL_ENABLE_INSTRUCTIONS"))
 
     def save() -> None:
         report["machine"]["seconds"] = time.perf_counter() - started
