@@ -234,13 +234,15 @@ def test_report_marks_rows_and_names_margins() -> None:
 
 def test_an_emulated_cpu_is_named_at_the_top_of_the_report() -> None:
     assert emulation_note({"cpu": "x"}) == []
-    note = " ".join(emulation_note({"isa_limit": "AVX2", "aten_cpu_capability": "avx2",
-                                    "mkl_enable_instructions": "AVX2"}))
-    assert "limited to AVX2 (`ONEDNN_MAX_CPU_ISA`)" in note and "kernels to avx2" in note
+    note = " ".join(emulation_note({"isa_limit": "AVX2", "torch_capability": "AVX2", "mkl_enable_instructions": "AVX2",
+                                    "native_cflags": "-O3 -march=native -mno-avx512f"}))
+    assert "limited to AVX2 (`ONEDNN_MAX_CPU_ISA`)" in note and "kernels to AVX2" in note
     assert "matrix products to AVX2" in note and "built without AVX-512" in note
     assert "ONNX Runtime ignores the limit" in note
-    note = " ".join(emulation_note({"isa_limit": "AVX512_CORE"}))
-    assert "built for this CPU" in note and "best (not set) (`ATEN_CPU_CAPABILITY`)" in note
+    note = " ".join(emulation_note({"isa_limit": "AVX512_CORE", "torch_capability": "AVX512",
+                                    "native_cflags": "-O3 -march=native"}))
+    assert "built for this CPU" in note and "kernels to AVX512 (`ATEN_CPU_CAPABILITY`)" in note
+    assert "matrix products to this CPU’s best (not set)" in note
 
 
 def test_dlc_malloc_keep_reaches_deeplabcuts_processes_and_the_report() -> None:

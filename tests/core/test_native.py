@@ -49,10 +49,10 @@ def test_a_onednn_cap_below_avx512_builds_without_it(tmp_path: Path, monkeypatch
     monkeypatch.setattr(platform, "machine", lambda: "x86_64")
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
-    assert native._cflags() == native.CFLAGS
+    assert native.cflags() == native.CFLAGS
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")
-    assert native._cflags() == native.CFLAGS
+    assert native.cflags() == native.CFLAGS
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # an emulated AVX2 machine: the kernels as it would run them
-    assert native._cflags() == (*native.CFLAGS, "-mno-avx512f")
+    assert native.cflags() == (*native.CFLAGS, "-mno-avx512f")
     monkeypatch.setattr(platform, "machine", lambda: "aarch64")  # not an x86 flag: nothing added
-    assert native._cflags() == native.CFLAGS
+    assert native.cflags() == native.CFLAGS

@@ -6,7 +6,7 @@ from typing import Any
 
 from crosspose.benchmark.matmul import ceiling_lines, ceiling_rows
 from crosspose.benchmark.rounds import round_ratios
-from crosspose.core.hardware import REDUCED_PRECISION_FLAGS, isa_allows
+from crosspose.core.hardware import REDUCED_PRECISION_FLAGS
 
 __all__ = ["DLC_KEEP_FREED_MEMORY", "DLC_VERSION", "H100_BF16_TFLOPS", "PAPER_STEPS", "bottleneck_note",
            "dlc_keeps_memory", "format_report", "gpu_on_paper", "video_table"]
@@ -171,10 +171,10 @@ def emulation_note(machine: dict[str, Any]) -> list[str]:
     limit = machine.get("isa_limit")
     if not limit:
         return []
-    aten, mkl = machine.get("aten_cpu_capability"), machine.get("mkl_enable_instructions")
-    kernels = "for this CPU" if isa_allows(limit, "AVX512_CORE") else "without AVX-512"
+    aten, mkl = machine.get("torch_capability"), machine.get("mkl_enable_instructions")
+    kernels = "without AVX-512" if "-mno-avx512f" in (machine.get("native_cflags") or "") else "for this CPU"
     return ["", f"**Emulated CPU**: oneDNN (the convolutions) limited to {limit} (`ONEDNN_MAX_CPU_ISA`) in every "
-            f"process of both tools, PyTorch's own kernels to {aten or 'this CPU’s best (not set)'} "
+            f"process of both tools, PyTorch's own kernels to {aten or 'n/a'} "
             f"(`ATEN_CPU_CAPABILITY`), MKL's matrix products to {mkl or 'this CPU’s best (not set)'} "
             f"(`MKL_ENABLE_INSTRUCTIONS`; only the ceiling probe below uses them), crosspose's C kernels built "
             f"{kernels}; the instructions above the limit go unused, as on a CPU without them. ONNX Runtime "

@@ -44,6 +44,7 @@ from crosspose.benchmark.video import check_outputs, prepare_video, video_rows
 from crosspose.core.errors import ConfigError
 from crosspose.core.hardware import choose_loader_workers
 from crosspose.core.io import atomic_path, atomic_write_text
+from crosspose.core.native import cflags
 
 __all__ = ["PAPER_STEPS", "configure_parser", "make_synthetic_images", "run", "run_crosspose", "run_rounds"]
 
@@ -235,7 +236,7 @@ def run(args: argparse.Namespace) -> int:
                               "precision_support": precision_support(features, spec["device"]),
                               "deeplabcut": {}, "crosspose": {}}
     report["machine"].update(cpu_flags=features.relevant_flags(), torch_capability=features.torch_capability,
-                             isa_limit=features.isa_limit, aten_cpu_capability=os.environ.get("ATEN_CPU_CAPABILITY"),
+                             isa_limit=features.isa_limit, native_cflags=" ".join(cflags()),
                              mkl_enable_instructions=os.environ.get("MKL_ENABLE_INSTRUCTIONS"))
 
     def save() -> None:

@@ -32,7 +32,7 @@ from crosspose.core.errors import CrossposeError
 from crosspose.core.hardware import isa_allows, onednn_isa_limit
 from crosspose.core.io import atomic_path
 
-__all__ = ["CACHE_ENV", "CFLAGS", "NativeBuildError", "cache_dir", "find_compiler", "load_library"]
+__all__ = ["CACHE_ENV", "CFLAGS", "NativeBuildError", "cache_dir", "cflags", "find_compiler", "load_library"]
 
 CACHE_ENV = "CROSSPOSE_NATIVE_CACHE"
 CFLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11")
@@ -51,7 +51,7 @@ def cache_dir() -> Path:
     return Path(base) / "crosspose" / "native"
 
 
-def _cflags() -> tuple[str, ...]:
+def cflags() -> tuple[str, ...]:
     """:data:`CFLAGS`, without AVX-512 on an x86 CPU whose oneDNN is capped below it (``ONEDNN_MAX_CPU_ISA``).
 
     So a machine emulating a CPU without AVX-512 (``crosspose benchmark`` under the cap) runs the
@@ -101,7 +101,7 @@ def _compile(cc: str, source: Path, target: Path) -> None:
     """Compile into a temporary file beside ``target``, renamed onto it only when the compiler succeeds."""
     try:
         with atomic_path(target) as tmp:
-            cmd = [cc, *_cflags(), "-o", str(tmp), str(source), "-lm"]
+            cmd = [cc, *cflags(), "-o", str(tmp), str(source), "-lm"]
             try:
                 done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
             except subprocess.TimeoutExpired:
@@ -122,7 +122,7 @@ def load_library(source: Path) -> ctypes.CDLL:
     """
     cc = _compiler()
     code = Path(source).read_bytes()
-    key = hashlib.sha256(b"\0".join([code, " ".join(_cflags()).encode(), _compiler_version(cc).encode(),
+    key = hashlib.sha256(b"\0".join([code, " ".join(cflags()).encode(), _compiler_version(cc).encode(),
                                      _cpu_identity().encode()])).hexdigest()[:20]
     if key in _loaded:
         return _loaded[key]
