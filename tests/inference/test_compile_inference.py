@@ -22,6 +22,7 @@ from crosspose.core.hardware import CpuFeatures, choose_inference_compile
 from crosspose.inference.model import OnnxBackend, TorchBackend
 from crosspose.models.inference import CompiledInference, inference_copy
 from crosspose.models.network import PoseNetwork
+from crosspose.models.onednn import PackedConv
 from crosspose.testing import write_tiny_checkpoint
 
 ZEN4 = CpuFeatures("AMD EPYC 9654", frozenset({"avx2", "avx512f", "avx512_bf16", "avx512_vnni"}))
@@ -36,17 +37,21 @@ SAPPHIRE = CpuFeatures("Intel Xeon 8480+", frozenset({"avx512f", "avx512_bf16", 
     (SAPPHIRE, "cuda", "bf16", False),   # GPUs: not measured
 ])
 def test_auto_compiles_bf16_on_amx_only(features: CpuFeatures, device: str, precision: str, expected: bool) -> None:
-    use, why = choose_inference_compile(features, device, precision)
-    assert use is expected and why.startswith("auto: ")
+    choice = choose_inference_compile(features, device, precision)
+    assert choice.on is expected and choice.reason.startswith("auto: ")
+    # auto compiles only once a job proves long: a clip or a small folder never waits for the compiler
+    assert choice.after_frames == (hardware.COMPILE_AFTER_FRAMES if expected else 0)
 
 
 def test_on_off_and_a_missing_compiler(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert choose_inference_compile(ZEN4, "cpu", "fp32", "off") == (False, "off: asked for")
+    assert choose_inference_compile(ZEN4, "cpu", "fp32", "off") == (False, "off: asked for", 0)
     monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/c++" if name == "c++" else None)
-    assert choose_inference_compile(ZEN4, "cpu", "fp32", "on") == (True, "on: asked for")
+    assert choose_inference_compile(ZEN4, "cpu", "fp32", "on") == (True, "on: asked for", 0)  # from the first call
+    assert choose_inference_compile(SAPPHIRE, "cpu", "bf16").describe() == (
+        "compile: on from frame 3000 (auto: bf16 on a CPU with AMX, after 3000 frames run as fused oneDNN calls)")
     monkeypatch.setattr(shutil, "which", lambda name: None)
     assert choose_inference_compile(SAPPHIRE, "cpu", "bf16") == (False, "auto: eager (no C++ compiler for "
-                                                                       "torch.compile)")
+                                                                       "torch.compile)", 0)
     with pytest.raises(ConfigError, match="--compile on: torch.compile needs a C\\+\\+ compiler"):
         choose_inference_compile(SAPPHIRE, "cpu", "bf16", "on")
     with pytest.raises(ConfigError, match="compile must be one of auto, on, off, got 'yes'"):
@@ -61,6 +66,15 @@ def test_backends_follow_the_choice(monkeypatch: pytest.MonkeyPatch, tmp_path: A
     assert backend.compiled.describe() == "compile: off (auto: eager (compiling pays for bf16 on CPUs with AMX))"
     backend = TorchBackend(ckpt, "cpu", "fp32", compile="on")
     assert isinstance(backend.net, CompiledInference) and backend.compiled.describe() == "compile: on (on: asked for)"
+    assert backend.net.eager is backend.net.net and backend.net.eager_frames == 0
+    if torch.backends.mkldnn.is_available():
+        # bf16: the fused oneDNN copy runs until the compile, and wherever compiled shapes run out
+        backend = TorchBackend(ckpt, "cpu", "bf16")
+        assert isinstance(backend.net, CompiledInference)
+        assert any(isinstance(m, PackedConv) for m in backend.net.eager.modules())
+        assert not any(isinstance(m, PackedConv) for m in backend.net.net.modules())
+        assert backend.net.eager_frames == hardware.COMPILE_AFTER_FRAMES
+        assert any(isinstance(m, PackedConv) for m in TorchBackend(ckpt, "cpu", "bf16", "off").net.modules())
     with pytest.raises(ConfigError, match="tiny.onnx is an .onnx model.*compiling applies to .ckpt models"):
         OnnxBackend(tmp_path / "tiny.onnx", "cpu", compile="on")
 
@@ -106,6 +120,24 @@ def test_short_batches_are_padded_to_the_first_shape(monkeypatch: pytest.MonkeyP
     for key in out:
         assert out[key].shape[0] == 3
         torch.testing.assert_close(out[key], expected[key], rtol=1e-4, atol=1e-4)
+
+
+@torch.inference_mode()
+def test_the_first_frames_run_eagerly_then_it_compiles(monkeypatch: pytest.MonkeyPatch) -> None:
+    shapes = _stand_in(monkeypatch)
+    net = _net()
+    eager_calls: list[int] = []
+
+    def eager(images: torch.Tensor) -> dict[str, torch.Tensor]:
+        eager_calls.append(len(images))
+        return net(images)
+
+    wrapped = CompiledInference(net, eager=eager, eager_frames=5)  # type: ignore[arg-type]
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    for _ in range(5):
+        wrapped(images)
+    assert eager_calls == [2, 2, 2], "frames 0-5 eagerly: the third batch crosses the threshold"
+    assert shapes == [(2, 3, 32, 32), (2, 3, 32, 32)] and wrapped.compiled_shapes == [(2, 3, 32, 32)]
 
 
 @torch.inference_mode()

@@ -173,7 +173,7 @@ def analyze(spec: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     # each row names its precision (fp32 / bf16 / int8), as `crosspose analyze --precision` does
     predictor = load(spec["model"], device=spec["device"], scale=1.0, batch_size=spec["batch"],
-                     precision=spec["precision"])
+                     precision=spec["precision"], compile=spec.get("compile", "auto"))
     out_dir = Path(spec["out"])
     report = analyze_input(predictor, resolve_inputs([spec["video"]])[0], out_dir, formats=("h5",),
                            batch_size=spec["batch"])
@@ -182,7 +182,9 @@ def analyze(spec: dict[str, Any]) -> dict[str, Any]:
     return {"times": times, "total_seconds": total,
             "frames_per_s_whole_call": report.times.frames / total if total > 0 else None, "h5": str(report.outputs[0]), "backend": predictor.backend.name,
             "precision": predictor.backend.precision.precision,
-            "compiled": predictor.backend.compiled.on, "compile_reason": predictor.backend.compiled.reason,
+            # compiled = it did compile (auto waits for thousands of frames), not merely that it would
+            "compiled": bool(getattr(getattr(predictor.backend, "net", None), "compiled_shapes", None)),
+            "compile_reason": predictor.backend.compiled.describe(),
             "frames_per_s_after_first_call": times.get("frames_per_s_after_first_call"),
             "first_call_seconds": times.get("first_call"),
             "threads": torch.get_num_threads(), **summarise_analysis(times, int(report.times.frames))}
@@ -215,10 +217,18 @@ def video_rows(spec: dict[str, Any], prepared: dict[str, Any], support: dict[str
     Rows the CPU cannot run fast (``support`` names the reason) are kept with that reason.
     """
     work = Path(prepared["video"]).parent
-    plan = [("pytorch fp32", prepared["checkpoint"], "fp32"), ("pytorch bf16", prepared["checkpoint"], "bf16"),
-            ("onnxruntime fp32", prepared["onnx_fp32"], "fp32"), ("onnxruntime int8", prepared.get("onnx_int8"), "int8")]
+    from crosspose.core import hardware
+
+    plan = [("pytorch fp32", prepared["checkpoint"], "fp32", "auto"),
+            ("pytorch bf16", prepared["checkpoint"], "bf16", "auto"),
+            ("onnxruntime fp32", prepared["onnx_fp32"], "fp32", "auto"),
+            ("onnxruntime int8", prepared.get("onnx_int8"), "int8", "auto")]
+    if hardware.choose_inference_compile(hardware.read_cpu_features(), spec["device"], "bf16").after_frames:
+        # auto compiles only after thousands of frames, past this short video: time the compiled
+        # network from the first call too, the rate a long recording reaches
+        plan.insert(2, ("pytorch bf16 compiled", prepared["checkpoint"], "bf16", "on"))
     rows: dict[str, Any] = {}
-    for name, model, precision in plan:
+    for name, model, precision, compile in plan:
         if precision != "fp32" and precision not in wanted:
             continue
         if precision != "fp32" and support.get(precision):
@@ -231,7 +241,8 @@ def video_rows(spec: dict[str, Any], prepared: dict[str, Any], support: dict[str
         out = work / ("out-" + name.replace(" ", "-"))
         rows[name] = _child("analyze", {"model": model, "video": prepared["video"], "out": str(out),
                                         "batch": spec["batch"], "device": spec["device"],
-                                        "threads": spec.get("threads"), "precision": precision}, timeout)
+                                        "threads": spec.get("threads"), "precision": precision,
+                                        "compile": compile}, timeout)
     check_outputs(rows, spec["video_frames"], reference="pytorch fp32")
     return rows
 

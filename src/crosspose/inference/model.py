@@ -25,7 +25,7 @@ from crosspose.core.errors import CheckpointError, ConfigError
 from crosspose.inference.quantize import ONNX_PRECISION_KEY
 from crosspose.models.card import ModelCard
 from crosspose.models.freeze import freeze_backbone
-from crosspose.models.inference import CompiledInference, inference_copy
+from crosspose.models.inference import inference_network
 from crosspose.models.network import PoseNetwork
 from crosspose.models.transfer import read_checkpoint
 
@@ -195,8 +195,7 @@ class TorchBackend:
         self.compiled = hardware.choose_inference_compile(hardware.read_cpu_features(), self.device.type,
                                                           self.precision.precision, compile)
         net, self.card = build_network(path)
-        folded = inference_copy(net, channels_last=True).to(self.device)
-        self.net: torch.nn.Module = CompiledInference(folded) if self.compiled.on else folded
+        self.net: torch.nn.Module = inference_network(net, self.device, self.precision.precision, self.compiled)
         self.autocast_dtype: torch.dtype | None = self.precision.autocast_dtype
 
     @torch.inference_mode()

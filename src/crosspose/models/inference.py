@@ -1,4 +1,8 @@
-"""An inference copy of the network: BatchNorm folded into the convolutions before it, optionally compiled."""
+"""The network inference runs: BatchNorm folded, fused oneDNN calls for bf16 on a CPU, optionally compiled.
+
+:func:`inference_network` is the one way to build it (``crosspose predict`` / ``analyze`` and the
+training module's predict step).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,10 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-__all__ = ["CompiledInference", "fold_batchnorm", "inference_copy"]
+from crosspose.core.hardware import CompileChoice
+from crosspose.models.onednn import onednn_inference
+
+__all__ = ["CompiledInference", "fold_batchnorm", "inference_copy", "inference_network"]
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +52,25 @@ def inference_copy(net: nn.Module, channels_last: bool = True) -> nn.Module:
     return folded
 
 
+def inference_network(net: nn.Module, device: torch.device, precision: str, compile: CompileChoice,
+                      channels_last: bool = True) -> nn.Module:
+    """The network inference runs: a folded copy of ``net`` on ``device``, compiled where ``compile`` says.
+
+    ``precision`` is what the caller's autocast computes in (``fp32``, ``bf16``, ...). For bf16 on a
+    CPU the eager network is the fused oneDNN copy (:func:`crosspose.models.onednn.onednn_inference`;
+    backbones it cannot rewrite run under autocast as they are). Compiled, that eager network runs the
+    first ``compile.after_frames`` frames and every shape past the compiled ones.
+    """
+    folded = inference_copy(net, channels_last).to(device)
+    fused = onednn_inference(folded, torch.bfloat16) if device.type == "cpu" and precision == "bf16" else None
+    eager = folded if fused is None else fused
+    if not compile.on:
+        return eager
+    return CompiledInference(folded, eager=eager, eager_frames=compile.after_frames)
+
+
 class CompiledInference(nn.Module):
-    """``net`` run through ``torch.compile`` (Inductor) with its weights frozen, eager as the fallback.
+    """``net`` run through ``torch.compile`` (Inductor) with its weights frozen, ``eager`` as the fallback.
 
     Freezing makes the weights constants of the compiled graph: Inductor folds what is computed from
     them alone (autocast's per-call bf16 copies, the prepacking of oneDNN's convolution layouts) once,
@@ -57,7 +81,11 @@ class CompiledInference(nn.Module):
     cut back: one shape per frame size. At most ``max_shapes`` shapes are compiled; frames of further
     sizes (a folder of images of many sizes) run eagerly, so compiling never costs more than
     ``max_shapes`` compiles. If compiling fails (no C++ compiler, an unsupported operator), a warning
-    names the error and this module runs ``net`` eagerly from then on, with the same result.
+    names the error and this module runs eagerly from then on, with the same result.
+
+    ``eager`` (default ``net``) is what runs uncompiled: the first ``eager_frames`` frames (so a short
+    job never waits for the compiler), the shapes past ``max_shapes``, and everything after a failed
+    compile. ``compiled_shapes`` lists the shapes compiled so far.
 
     Example:
         >>> net = inference_copy(my_network)                    # doctest: +SKIP
@@ -65,18 +93,30 @@ class CompiledInference(nn.Module):
         >>> with torch.inference_mode(): out = fast(images)     # doctest: +SKIP
     """
 
-    def __init__(self, net: nn.Module, max_shapes: int = 4) -> None:
+    def __init__(self, net: nn.Module, max_shapes: int = 4, eager: nn.Module | None = None,
+                 eager_frames: int = 0) -> None:
         super().__init__()
         self.net = net
+        self.eager = net if eager is None else eager
         self._compiled: Any = torch.compile(net, dynamic=False)
         self.batch: int | None = None
         self.max_shapes = max_shapes
+        self.eager_frames = eager_frames
+        self.frames = 0  # frames seen, eager ones included
         self.shapes: set[tuple[int, ...]] = set()  # the input shapes compiled so far
         self.failed: str | None = None  # the compile error, once eager has taken over
 
+    @property
+    def compiled_shapes(self) -> list[tuple[int, ...]]:
+        """The input shapes compiled so far (none while the first ``eager_frames`` run eagerly)."""
+        return sorted(self.shapes)
+
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.failed is not None:
-            return self.net(images)
+            return self.eager(images)
+        if self.frames < self.eager_frames:
+            self.frames += len(images)
+            return self.eager(images)
         n = len(images)
         self.batch = self.batch or n
         if n < self.batch:
@@ -88,7 +128,7 @@ class CompiledInference(nn.Module):
         shape = tuple(images.shape)
         if shape not in self.shapes:
             if len(self.shapes) >= self.max_shapes:
-                return self.net(images)
+                return self.eager(images)
             self.shapes.add(shape)
         try:
             # freezing is read while the graph compiles, at the first call of each shape; passed as
@@ -99,7 +139,7 @@ class CompiledInference(nn.Module):
             first_line = (str(exc).strip().splitlines() or [""])[0][:300]
             self.failed = f"{type(exc).__name__}: {first_line}"
             log.warning("torch.compile failed, running eagerly instead (same results, slower): %s", self.failed)
-            return self.net(images)
+            return self.eager(images)
 
 
 def _inductor_freezing() -> Any:

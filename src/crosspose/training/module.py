@@ -18,7 +18,7 @@ from crosspose.evaluation.results import headline, write_metrics, write_predicti
 from crosspose.models.batch_norm import fuse_batch_norm, unfuse_batch_norm
 from crosspose.models.freeze import FreezeLevel, freeze_backbone, frozen_stages
 from crosspose.models.group_norm import network_status
-from crosspose.models.inference import CompiledInference, inference_copy
+from crosspose.models.inference import inference_network
 from crosspose.models.network import HeadOutput, NormMode, PoseNetwork
 from crosspose.models.transfer import METADATA_KEY, HeadsMode, initialize_from_checkpoint
 from crosspose.models.unfreeze import level_at, parse_unfreeze, stage_batchnorms, stage_parameters
@@ -311,14 +311,13 @@ class PoseEstimationModule(L.LightningModule):
 
     def _predict_network(self) -> torch.nn.Module:
         """The folded inference copy, compiled where ``predict_compile`` says (``auto``: bf16 on AMX)."""
-        net = inference_copy(self.net, self.hparams.channels_last)
         bf16 = (self.device.type == "cpu" and torch.is_autocast_enabled("cpu")
                 and torch.get_autocast_dtype("cpu") == torch.bfloat16)
-        choice = hardware.choose_inference_compile(hardware.read_cpu_features(), self.device.type,
-                                                   "bf16" if bf16 else "fp32",
+        precision = "bf16" if bf16 else "fp32"
+        choice = hardware.choose_inference_compile(hardware.read_cpu_features(), self.device.type, precision,
                                                    self.hparams.get("predict_compile", "auto"))
         log.info("predict: %s", choice.describe())
-        return CompiledInference(net) if choice.on else net
+        return inference_network(self.net, self.device, precision, choice, self.hparams.channels_last)
 
     # ------------------------------------------------------ gradual unfreezing
     def _backbone(self) -> Any:
