@@ -30,28 +30,27 @@ SAPPHIRE = CpuFeatures("Intel Xeon 8480+", frozenset({"avx512f", "avx512_bf16", 
 
 
 # ------------------------------------------------------------------------------------ the choice
-@pytest.mark.parametrize(("features", "device", "precision", "expected"), [
-    (SAPPHIRE, "cpu", "bf16", True),     # measured ~2x: the one case auto compiles
-    (SAPPHIRE, "cpu", "fp32", False),    # measured +16 %: not worth a compile by default
-    (ZEN4, "cpu", "bf16", False),        # bf16 without AMX: not measured
-    (SAPPHIRE, "cuda", "bf16", False),   # GPUs: not measured
+@pytest.mark.parametrize(("features", "device", "precision", "fused", "expected"), [
+    (SAPPHIRE, "cpu", "bf16", False, True),    # measured ~2x over autocast: auto compiles a network not fused
+    (SAPPHIRE, "cpu", "bf16", True, False),    # fused oneDNN calls: faster than compiled in video analysis
+    (SAPPHIRE, "cpu", "fp32", False, False),   # measured +16 %: not worth a compile by default
+    (ZEN4, "cpu", "bf16", False, False),       # bf16 without AMX: not measured
+    (SAPPHIRE, "cuda", "bf16", False, False),  # GPUs: not measured
 ])
-def test_auto_compiles_bf16_on_amx_only(features: CpuFeatures, device: str, precision: str, expected: bool) -> None:
-    choice = choose_inference_compile(features, device, precision)
+def test_auto_compiles_bf16_on_amx_only(features: CpuFeatures, device: str, precision: str, fused: bool,
+                                        expected: bool) -> None:
+    choice = choose_inference_compile(features, device, precision, fused=fused)
     assert choice.on is expected and choice.reason.startswith("auto: ")
-    # auto compiles only once a job proves long: a clip or a small folder never waits for the compiler
-    assert choice.after_frames == (hardware.COMPILE_AFTER_FRAMES if expected else 0)
 
 
 def test_on_off_and_a_missing_compiler(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert choose_inference_compile(ZEN4, "cpu", "fp32", "off") == (False, "off: asked for", 0)
+    assert choose_inference_compile(ZEN4, "cpu", "fp32", "off") == (False, "off: asked for")
     monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/c++" if name == "c++" else None)
-    assert choose_inference_compile(ZEN4, "cpu", "fp32", "on") == (True, "on: asked for", 0)  # from the first call
-    assert choose_inference_compile(SAPPHIRE, "cpu", "bf16").describe() == (
-        "compile: on from frame 3000 (auto: bf16 on a CPU with AMX, after 3000 frames run as fused oneDNN calls)")
+    assert choose_inference_compile(ZEN4, "cpu", "fp32", "on") == (True, "on: asked for")
+    assert choose_inference_compile(SAPPHIRE, "cpu", "bf16", "on", fused=True) == (True, "on: asked for")
     monkeypatch.setattr(shutil, "which", lambda name: None)
     assert choose_inference_compile(SAPPHIRE, "cpu", "bf16") == (False, "auto: eager (no C++ compiler for "
-                                                                       "torch.compile)", 0)
+                                                                       "torch.compile)")
     with pytest.raises(ConfigError, match="--compile on: torch.compile needs a C\\+\\+ compiler"):
         choose_inference_compile(SAPPHIRE, "cpu", "bf16", "on")
     with pytest.raises(ConfigError, match="compile must be one of auto, on, off, got 'yes'"):
@@ -66,15 +65,18 @@ def test_backends_follow_the_choice(monkeypatch: pytest.MonkeyPatch, tmp_path: A
     assert backend.compiled.describe() == "compile: off (auto: eager (compiling pays for bf16 on CPUs with AMX))"
     backend = TorchBackend(ckpt, "cpu", "fp32", compile="on")
     assert isinstance(backend.net, CompiledInference) and backend.compiled.describe() == "compile: on (on: asked for)"
-    assert backend.net.eager is backend.net.net and backend.net.eager_frames == 0
+    assert backend.net.eager is backend.net.net
     if torch.backends.mkldnn.is_available():
-        # bf16: the fused oneDNN copy runs until the compile, and wherever compiled shapes run out
+        # bf16: auto runs the fused oneDNN copy, uncompiled, even with AMX
         backend = TorchBackend(ckpt, "cpu", "bf16")
+        assert any(isinstance(m, PackedConv) for m in backend.net.modules())
+        assert backend.compiled.describe() == ("compile: off (auto: eager (bf16 as fused oneDNN calls, faster "
+                                               "than compiled in video analysis))")
+        # compiled on request: Inductor gets the plain folded network, the fused copy serves the fallbacks
+        backend = TorchBackend(ckpt, "cpu", "bf16", "on")
         assert isinstance(backend.net, CompiledInference)
         assert any(isinstance(m, PackedConv) for m in backend.net.eager.modules())
         assert not any(isinstance(m, PackedConv) for m in backend.net.net.modules())
-        assert backend.net.eager_frames == hardware.COMPILE_AFTER_FRAMES
-        assert any(isinstance(m, PackedConv) for m in TorchBackend(ckpt, "cpu", "bf16", "off").net.modules())
     with pytest.raises(ConfigError, match="tiny.onnx is an .onnx model.*compiling applies to .ckpt models"):
         OnnxBackend(tmp_path / "tiny.onnx", "cpu", compile="on")
 
@@ -123,21 +125,20 @@ def test_short_batches_are_padded_to_the_first_shape(monkeypatch: pytest.MonkeyP
 
 
 @torch.inference_mode()
-def test_the_first_frames_run_eagerly_then_it_compiles(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_eager_network_serves_the_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
     shapes = _stand_in(monkeypatch)
     net = _net()
-    eager_calls: list[int] = []
+    eager_calls: list[tuple[int, ...]] = []
 
     def eager(images: torch.Tensor) -> dict[str, torch.Tensor]:
-        eager_calls.append(len(images))
+        eager_calls.append(tuple(images.shape))
         return net(images)
 
-    wrapped = CompiledInference(net, eager=eager, eager_frames=5)  # type: ignore[arg-type]
-    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
-    for _ in range(5):
-        wrapped(images)
-    assert eager_calls == [2, 2, 2], "frames 0-5 eagerly: the third batch crosses the threshold"
+    wrapped = CompiledInference(net, max_shapes=1, eager=eager)  # type: ignore[arg-type]
+    for size in (32, 48, 32):
+        wrapped(torch.randint(0, 256, (2, 3, size, size), dtype=torch.uint8))
     assert shapes == [(2, 3, 32, 32), (2, 3, 32, 32)] and wrapped.compiled_shapes == [(2, 3, 32, 32)]
+    assert eager_calls == [(2, 3, 48, 48)], "the shape past max_shapes ran on the eager network"
 
 
 @torch.inference_mode()

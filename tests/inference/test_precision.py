@@ -128,11 +128,14 @@ def test_load_and_analyze_follow_the_mocked_cpu(monkeypatch: pytest.MonkeyPatch,
     assert "compile: off (auto: eager (compiling pays for bf16 on CPUs with AMX))" in lines
     assert any(line.startswith("allocator: ") for line in lines)
 
-    _mock_cpu(monkeypatch, SAPPHIRE)  # bf16 with AMX: compiled (a no-op compile in the tests, see conftest)
+    _mock_cpu(monkeypatch, SAPPHIRE)  # bf16 with AMX: fused oneDNN calls, so not compiled
     monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/c++")  # whether or not this machine has one
     assert main(["analyze", "--model", str(checkpoint), str(images), "--out", str(tmp_path / "amx")]) == 0
-    assert ("compile: on from frame 3000 (auto: bf16 on a CPU with AMX, after 3000 frames run as fused oneDNN "
-            "calls)") in capsys.readouterr().out.splitlines()
+    assert ("compile: off (auto: eager (bf16 as fused oneDNN calls, faster than compiled in video analysis))"
+            in capsys.readouterr().out.splitlines())
+    assert main(["analyze", "--model", str(checkpoint), str(images), "--out", str(tmp_path / "on"),
+                 "--compile", "on"]) == 0  # a no-op compile in the tests, see conftest
+    assert "compile: on (on: asked for)" in capsys.readouterr().out.splitlines()
     assert main(["analyze", "--model", str(checkpoint), str(images), "--out", str(tmp_path / "off"),
                  "--compile", "off"]) == 0
     assert "compile: off (off: asked for)" in capsys.readouterr().out.splitlines()

@@ -361,8 +361,8 @@ def infer_phase(spec: dict[str, Any]) -> dict[str, Any]:
     bs = int(batch["image"].shape[0])
     return {
         "threads": torch.get_num_threads(), "images": images, "allocator": allocator.describe(),
-        # as `crosspose predict` chooses (model.predict_compile: auto, which compiles only after
-        # thousands of images): whether it did compile; the first pass holds the compile if so
+        # as `crosspose predict` chooses (model.predict_compile: auto): whether it did compile (a failed
+        # compile runs eagerly); the first pass holds the compile if so
         "compiled": bool(getattr(module._inference_net[0], "compiled_shapes", None)), "first_pass_s": passes[0],
         "whole": summarise_passes(passes, images), "model": summarise_passes(model, bs),
         "cuda_peak_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,

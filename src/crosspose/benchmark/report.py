@@ -354,9 +354,6 @@ def video_table(report: dict[str, Any]) -> list[str]:
                          f"included, took {_fmt(row.get('first_call_seconds'))} s of this short video; after it the "
                          f"loop ran {_fmt(steady)} frames/s ({_ratio(steady, base[0])} / {_ratio(steady, base[1])} "
                          "DeepLabCut's rates), the rate of a long recording.")
-        elif "from frame" in (row.get("compile_reason") or ""):
-            lines.append(f"{name} ({row['compile_reason']}) ran all of this short video uncompiled, as a clip "
-                         "does; a recording longer than that runs compiled from there on.")
     if prep.get("quantize"):
         lines.append(f"int8: calibrated on {prep['quantize']['calibration_images']} frames of the video "
                      f"({prep.get('quantize_seconds', 0):.0f} s), as `crosspose quantize` does on a user's frames.")

@@ -182,7 +182,7 @@ def analyze(spec: dict[str, Any]) -> dict[str, Any]:
     return {"times": times, "total_seconds": total,
             "frames_per_s_whole_call": report.times.frames / total if total > 0 else None, "h5": str(report.outputs[0]), "backend": predictor.backend.name,
             "precision": predictor.backend.precision.precision,
-            # compiled = it did compile (auto waits for thousands of frames), not merely that it would
+            # compiled = it did compile, not merely that it was asked to (a failed compile runs eagerly)
             "compiled": bool(getattr(getattr(predictor.backend, "net", None), "compiled_shapes", None)),
             "compile_reason": predictor.backend.compiled.describe(),
             "frames_per_s_after_first_call": times.get("frames_per_s_after_first_call"),
@@ -217,16 +217,12 @@ def video_rows(spec: dict[str, Any], prepared: dict[str, Any], support: dict[str
     Rows the CPU cannot run fast (``support`` names the reason) are kept with that reason.
     """
     work = Path(prepared["video"]).parent
-    from crosspose.core import hardware
-
+    # bf16 twice: as `auto` runs it (fused oneDNN calls on a CPU) and through torch.compile (`--compile on`)
     plan = [("pytorch fp32", prepared["checkpoint"], "fp32", "auto"),
             ("pytorch bf16", prepared["checkpoint"], "bf16", "auto"),
+            ("pytorch bf16 compiled", prepared["checkpoint"], "bf16", "on"),
             ("onnxruntime fp32", prepared["onnx_fp32"], "fp32", "auto"),
             ("onnxruntime int8", prepared.get("onnx_int8"), "int8", "auto")]
-    if hardware.choose_inference_compile(hardware.read_cpu_features(), spec["device"], "bf16").after_frames:
-        # auto compiles only after thousands of frames, past this short video: time the compiled
-        # network from the first call too, the rate a long recording reaches
-        plan.insert(2, ("pytorch bf16 compiled", prepared["checkpoint"], "bf16", "on"))
     rows: dict[str, Any] = {}
     for name, model, precision, compile in plan:
         if precision != "fp32" and precision not in wanted:

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Literal, NamedTuple
 
 __all__ = [
-    "COMPILE_AFTER_FRAMES",
     "COMPILE_SETTINGS",
     "ISA_LIMIT_ENV",
     "REDUCED_PRECISION_FLAGS",
@@ -260,13 +259,10 @@ class CompileChoice(NamedTuple):
 
     on: bool
     reason: str
-    after_frames: int = 0
-    """Frames run eagerly before compiling (auto: a short job does not wait for the compiler)."""
 
     def describe(self) -> str:
-        """One line: ``compile: on from frame 3000 (auto: bf16 on a CPU with AMX ...)``."""
-        when = f"on from frame {self.after_frames}" if self.on and self.after_frames else "on" if self.on else "off"
-        return f"compile: {when} ({self.reason})"
+        """One line: ``compile: on (auto: bf16 on a CPU with AMX)``."""
+        return f"compile: {'on' if self.on else 'off'} ({self.reason})"
 
 
 def check_compile_setting(requested: str, name: str = "compile") -> None:
@@ -277,28 +273,22 @@ def check_compile_setting(requested: str, name: str = "compile") -> None:
         raise ConfigError(f"{name} must be one of {', '.join(COMPILE_SETTINGS)}, got {requested!r}")
 
 
-COMPILE_AFTER_FRAMES = 3000
-"""Frames ``--compile auto`` runs eagerly, per process, before compiling. On a 2-core Xeon with AMX,
-ResNet-50 bf16 at 256 px ran 104-117 img/s compiled and 87-92 as fused oneDNN calls
-(:mod:`crosspose.models.onednn`), about 2 ms a frame apart, and compiling took 4.4-5.6 s in every
-new process: the compile pays for itself after about 2,500 frames. Running eagerly up to there costs
-a long recording at most one compile's time more than compiling at once, and spares every shorter
-job (a clip, a folder of images) the wait."""
-
-
 def choose_inference_compile(features: CpuFeatures, device: str, precision: str,
-                             requested: str = "auto") -> CompileChoice:
+                             requested: str = "auto", fused: bool = False) -> CompileChoice:
     """Whether inference runs the network through ``torch.compile`` (Inductor, weights frozen), and why.
 
-    ``auto`` compiles where it was measured to pay: bf16 on a CPU with AMX, after the first
-    :data:`COMPILE_AFTER_FRAMES` frames of the process (``after_frames``), which run as fused oneDNN
-    calls. Compiled, Inductor folds the weights into oneDNN's prepacked bf16 layout once instead of
-    autocast casting every weight on every call, and fuses each convolution with its ReLU: ResNet-50 at
-    256 px, batch 8, ran 117 img/s against 50-58 eager autocast on a 2-core Xeon with AMX (after 4-18 s
-    of compiling, once per input shape and process). fp32 on the same CPU gained 16 % (18.5 vs 15.9
-    img/s), not worth a compile by default; CPUs without AMX and GPUs are not measured, so ``auto``
-    leaves them eager. ``on`` compiles at the first call. Inductor needs a C++ compiler on the CPU;
-    without one ``auto`` stays eager and ``on`` is refused.
+    ``fused``: the network runs as fused oneDNN calls (:mod:`crosspose.models.onednn`: bf16 on a CPU,
+    a BatchNorm timm ResNet). ``auto`` compiles where it was measured to pay: bf16 on a CPU with AMX,
+    for a network that is not fused. There Inductor folds the weights into oneDNN's prepacked bf16
+    layout once instead of autocast casting every weight on every call, and fuses each convolution
+    with its ReLU: ResNet-50 at 256 px, batch 8, ran 117 img/s against 50-58 eager autocast on a
+    2-core Xeon with AMX (after 4-18 s of compiling, once per input shape and process). The fused
+    calls do the same without a compiler: the network alone ran 87-103 img/s there, and
+    ``crosspose analyze`` of a 640x480 video 17.1-18.5 frames/s against 15.1-16.5 compiled (after
+    the compile's 4.5 s), so a fused network stays eager. fp32 on the same CPU gained 16 % (18.5 vs
+    15.9 img/s), not worth a compile by default; CPUs without AMX and GPUs are not measured, so
+    ``auto`` leaves them eager. Inductor needs a C++ compiler on the CPU; without one ``auto`` stays
+    eager and ``on`` is refused.
     """
     import shutil
 
@@ -317,10 +307,12 @@ def choose_inference_compile(features: CpuFeatures, device: str, precision: str,
         return CompileChoice(False, "auto: eager on this device (compiling is measured on CPUs with AMX only)")
     if precision != "bf16" or not features.usable("amx_bf16"):
         return CompileChoice(False, "auto: eager (compiling pays for bf16 on CPUs with AMX)")
+    if fused:
+        return CompileChoice(False, "auto: eager (bf16 as fused oneDNN calls, faster than compiled in video "
+                                    "analysis)")
     if not compiler:
         return CompileChoice(False, "auto: eager (no C++ compiler for torch.compile)")
-    return CompileChoice(True, f"auto: bf16 on a CPU with AMX, after {COMPILE_AFTER_FRAMES} frames run as fused "
-                               "oneDNN calls", after_frames=COMPILE_AFTER_FRAMES)
+    return CompileChoice(True, "auto: bf16 on a CPU with AMX")
 
 
 def choose_training_precision(features: CpuFeatures, device: str = "cpu", requested: str = "auto") -> str:

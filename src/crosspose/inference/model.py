@@ -192,10 +192,11 @@ class TorchBackend:
         self.path = Path(path)
         self.device = resolve_device(device)
         self.precision = choose_precision(precision, self.device)  # before loading: a bad ask fails fast
-        self.compiled = hardware.choose_inference_compile(hardware.read_cpu_features(), self.device.type,
-                                                          self.precision.precision, compile)
+        hardware.check_compile_setting(compile)
         net, self.card = build_network(path)
-        self.net: torch.nn.Module = inference_network(net, self.device, self.precision.precision, self.compiled)
+        self.net: torch.nn.Module
+        self.compiled: hardware.CompileChoice
+        self.net, self.compiled = inference_network(net, self.device, self.precision.precision, compile)
         self.autocast_dtype: torch.dtype | None = self.precision.autocast_dtype
 
     @torch.inference_mode()

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from crosspose.core.hardware import CompileChoice
+from crosspose.core import hardware
 from crosspose.models.onednn import onednn_inference
 
 __all__ = ["CompiledInference", "fold_batchnorm", "inference_copy", "inference_network"]
@@ -52,21 +52,23 @@ def inference_copy(net: nn.Module, channels_last: bool = True) -> nn.Module:
     return folded
 
 
-def inference_network(net: nn.Module, device: torch.device, precision: str, compile: CompileChoice,
-                      channels_last: bool = True) -> nn.Module:
-    """The network inference runs: a folded copy of ``net`` on ``device``, compiled where ``compile`` says.
+def inference_network(net: nn.Module, device: torch.device, precision: str, compile: str = "auto",
+                      channels_last: bool = True) -> tuple[nn.Module, hardware.CompileChoice]:
+    """The network inference runs (a folded copy of ``net`` on ``device``) and whether it is compiled.
 
     ``precision`` is what the caller's autocast computes in (``fp32``, ``bf16``, ...). For bf16 on a
-    CPU the eager network is the fused oneDNN copy (:func:`crosspose.models.onednn.onednn_inference`;
-    backbones it cannot rewrite run under autocast as they are). Compiled, that eager network runs the
-    first ``compile.after_frames`` frames and every shape past the compiled ones.
+    CPU the network is the fused oneDNN copy where the backbone allows
+    (:func:`crosspose.models.onednn.onednn_inference`; others run under autocast as they are).
+    ``compile`` (``auto`` | ``on`` | ``off``) is decided by
+    :func:`crosspose.core.hardware.choose_inference_compile`, told whether the copy is fused; compiled,
+    the eager network serves the shapes past the compiled ones and a failed compile.
     """
     folded = inference_copy(net, channels_last).to(device)
     fused = onednn_inference(folded, torch.bfloat16) if device.type == "cpu" and precision == "bf16" else None
+    choice = hardware.choose_inference_compile(hardware.read_cpu_features(), device.type, precision, compile,
+                                               fused=fused is not None)
     eager = folded if fused is None else fused
-    if not compile.on:
-        return eager
-    return CompiledInference(folded, eager=eager, eager_frames=compile.after_frames)
+    return (CompiledInference(folded, eager=eager) if choice.on else eager), choice
 
 
 class CompiledInference(nn.Module):
@@ -83,9 +85,9 @@ class CompiledInference(nn.Module):
     ``max_shapes`` compiles. If compiling fails (no C++ compiler, an unsupported operator), a warning
     names the error and this module runs eagerly from then on, with the same result.
 
-    ``eager`` (default ``net``) is what runs uncompiled: the first ``eager_frames`` frames (so a short
-    job never waits for the compiler), the shapes past ``max_shapes``, and everything after a failed
-    compile. ``compiled_shapes`` lists the shapes compiled so far.
+    ``eager`` (default ``net``, the same arithmetic) is what runs uncompiled: the shapes past
+    ``max_shapes`` and everything after a failed compile. ``compiled_shapes`` lists the shapes
+    compiled so far.
 
     Example:
         >>> net = inference_copy(my_network)                    # doctest: +SKIP
@@ -93,29 +95,23 @@ class CompiledInference(nn.Module):
         >>> with torch.inference_mode(): out = fast(images)     # doctest: +SKIP
     """
 
-    def __init__(self, net: nn.Module, max_shapes: int = 4, eager: nn.Module | None = None,
-                 eager_frames: int = 0) -> None:
+    def __init__(self, net: nn.Module, max_shapes: int = 4, eager: nn.Module | None = None) -> None:
         super().__init__()
         self.net = net
         self.eager = net if eager is None else eager
         self._compiled: Any = torch.compile(net, dynamic=False)
         self.batch: int | None = None
         self.max_shapes = max_shapes
-        self.eager_frames = eager_frames
-        self.frames = 0  # frames seen, eager ones included
         self.shapes: set[tuple[int, ...]] = set()  # the input shapes compiled so far
         self.failed: str | None = None  # the compile error, once eager has taken over
 
     @property
     def compiled_shapes(self) -> list[tuple[int, ...]]:
-        """The input shapes compiled so far (none while the first ``eager_frames`` run eagerly)."""
+        """The input shapes compiled so far."""
         return sorted(self.shapes)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.failed is not None:
-            return self.eager(images)
-        if self.frames < self.eager_frames:
-            self.frames += len(images)
             return self.eager(images)
         n = len(images)
         self.batch = self.batch or n

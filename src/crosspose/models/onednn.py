@@ -43,7 +43,7 @@ class PackedConv(nn.Module):
         super().__init__()
         if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
             raise ValueError(f"unsupported convolution padding {conv.padding!r} ({conv.padding_mode})")
-        self.weight = conv.weight.detach().to(dtype)
+        self.weight: torch.Tensor | None = conv.weight.detach().to(dtype)
         self.bias = None if conv.bias is None else conv.bias.detach().to(dtype)
         self.args = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
         self.attr = "relu" if relu else "none"
@@ -54,6 +54,7 @@ class PackedConv(nn.Module):
         x = x.to(self.dtype)  # the stem receives the fp32 normalised image
         if self.packed is None:
             self.packed = torch.ops.mkldnn._reorder_convolution_weight(self.weight, *self.args, list(x.shape))
+            self.weight = None  # the packed copy is all that runs (25 M weights: 50 MB of bf16 freed)
         if residual is None:
             return torch.ops.mkldnn._convolution_pointwise(x, self.packed, self.bias, *self.args, self.attr, [], "")
         if overwrite:

@@ -310,14 +310,13 @@ class PoseEstimationModule(L.LightningModule):
         return {"index": batch["index"], "keypoints": keypoints}
 
     def _predict_network(self) -> torch.nn.Module:
-        """The folded inference copy, compiled where ``predict_compile`` says (``auto``: bf16 on AMX)."""
+        """The folded inference copy (fused oneDNN calls for bf16 on a CPU), compiled where ``predict_compile`` says."""
         bf16 = (self.device.type == "cpu" and torch.is_autocast_enabled("cpu")
                 and torch.get_autocast_dtype("cpu") == torch.bfloat16)
-        precision = "bf16" if bf16 else "fp32"
-        choice = hardware.choose_inference_compile(hardware.read_cpu_features(), self.device.type, precision,
-                                                   self.hparams.get("predict_compile", "auto"))
+        net, choice = inference_network(self.net, self.device, "bf16" if bf16 else "fp32",
+                                        self.hparams.get("predict_compile", "auto"), self.hparams.channels_last)
         log.info("predict: %s", choice.describe())
-        return inference_network(self.net, self.device, precision, choice, self.hparams.channels_last)
+        return net
 
     # ------------------------------------------------------ gradual unfreezing
     def _backbone(self) -> Any:
