@@ -5,8 +5,9 @@ reordering it into its blocked layout, and for separate ReLU and residual-add pa
 activation. :func:`onednn_inference` does the first two once and hands the last two to oneDNN as
 post-ops of the convolution before them (``torch.ops.mkldnn._convolution_pointwise``, the operators
 Inductor's own CPU lowering calls). The result is bit-identical to the same network with bf16
-weights run eagerly, and on a 2-core Xeon with AMX ran ResNet-50 (256 px, batch 8) at 87-92 img/s
-against 50-58 for eager autocast and 104 compiled, with no compile: its first call takes 0.1 s where
+weights run eagerly. On a 2-core Xeon with AMX it ran ResNet-50 (256 px, batch 8) at 87-103 img/s
+against 50-58 for eager autocast and 104-118 compiled, and ``crosspose analyze`` of a 640x480 video
+faster than compiled (17.1-18.5 vs 15.1-16.5 frames/s), with a first call of 0.1 s where
 ``torch.compile`` takes 5 s in every new process. See docs/speed.md, "Compiled inference".
 
 Only timm ResNets whose BatchNorms were folded (:func:`crosspose.models.inference.inference_copy`)
@@ -35,13 +36,13 @@ class PackedConv(nn.Module):
 
     The weight is cast to ``dtype`` now and reordered into oneDNN's layout at the first call, for
     that call's input shape (the layout oneDNN picks depends on it; other shapes still compute the
-    same result). ``forward(x, residual)`` returns ``relu(conv(x) + residual)``, written into
-    ``residual``'s memory (a temporary of the block, never the block's input).
+    same result). ``forward(x, residual)`` returns ``relu(conv(x) + residual)``; with
+    ``overwrite=True`` it is written into ``residual``'s memory (a temporary, never a block's input).
     """
 
     def __init__(self, conv: nn.Conv2d, dtype: torch.dtype, relu: bool) -> None:
         super().__init__()
-        if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+        if not _plain(conv):
             raise ValueError(f"unsupported convolution padding {conv.padding!r} ({conv.padding_mode})")
         self.weight: torch.Tensor | None = conv.weight.detach().to(dtype)
         self.bias = None if conv.bias is None else conv.bias.detach().to(dtype)
@@ -62,6 +63,11 @@ class PackedConv(nn.Module):
                 residual, x, self.packed, self.bias, *self.args, "add", 1.0, "relu", [], "")
         return torch.ops.mkldnn._convolution_pointwise.binary(
             x, residual, self.packed, self.bias, *self.args, "add", 1.0, "relu", [], "")
+
+
+def _plain(conv: nn.Module) -> bool:
+    """A Conv2d with numeric zero padding (``'same'`` or reflective padding is not passed to oneDNN)."""
+    return isinstance(conv, nn.Conv2d) and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
 
 
 class _Stem(nn.Module):
@@ -104,12 +110,13 @@ def _fused_block(block: nn.Module, dtype: torch.dtype) -> _FusedBlock | None:
     if any(not isinstance(getattr(block, a, None), nn.ReLU) for a in ("act1", "act2", "act3")[:len(names)]):
         return None
     convs = [getattr(block, n) for n in names]
-    if not all(isinstance(c, nn.Conv2d) for c in convs):
+    if not all(_plain(c) for c in convs):
         return None
-    downsample = block.downsample
-    if downsample is not None:
-        parts = list(downsample) if isinstance(downsample, nn.Sequential) else [downsample]
-        if not parts or not isinstance(parts[0], nn.Conv2d) or any(not isinstance(p, nn.Identity) for p in parts[1:]):
+    shortcut: Any = block.downsample
+    downsample: Any = None
+    if shortcut is not None:
+        parts = list(shortcut) if isinstance(shortcut, nn.Sequential) else [shortcut]
+        if not parts or not _plain(parts[0]) or any(not isinstance(p, nn.Identity) for p in parts[1:]):
             return None  # e.g. the average-pool shortcut of ResNet-D
         downsample = parts[0]
     return _FusedBlock(convs, downsample, dtype)
@@ -128,8 +135,7 @@ def onednn_inference(net: nn.Module, dtype: torch.dtype = torch.bfloat16) -> nn.
     body = getattr(getattr(net, "backbone", None), "body", None)
     if body is None or not all(hasattr(body, n) for n in ("conv1", "bn1", "act1", "layer1")):
         return None
-    if not isinstance(body.conv1, nn.Conv2d) or not isinstance(body.bn1, nn.Identity) or \
-            not isinstance(body.act1, nn.ReLU):
+    if not _plain(body.conv1) or not isinstance(body.bn1, nn.Identity) or not isinstance(body.act1, nn.ReLU):
         return None
     fused: dict[str, _FusedBlock] = {}
     for name, module in body.named_modules():
