@@ -32,11 +32,12 @@ def _images(batch: int, height: int, width: int) -> torch.Tensor:
     return images.permute(0, 3, 1, 2)  # channels_last, as the backends pass frames
 
 
-@pytest.mark.parametrize("backbone", ["resnet18", "resnet50"])
+@pytest.mark.parametrize(("backbone", "head_output"), [("resnet18", "same"), ("resnet50", "same"), ("resnet18", "full")])
 @torch.inference_mode()
-def test_fused_fp32_equals_the_folded_network(backbone: str) -> None:
-    """In fp32 the rewrite changes no arithmetic: every block's wiring (ReLUs, shortcut, downsample) is checked."""
-    net = _folded(backbone, intermediate_supervision=True, intermediate_supervision_unit=2)
+def test_fused_fp32_equals_the_folded_network(backbone: str, head_output: str) -> None:
+    """In fp32 the rewrite changes no arithmetic but the order of sums: every block's wiring (ReLUs,
+    shortcut, downsample) and the heads as sub-pixel convolutions (cropped or DeepLabCut 3's full maps)."""
+    net = _folded(backbone, intermediate_supervision=True, intermediate_supervision_unit=2, head_output=head_output)
     fused = onednn_inference(net, torch.float32)
     assert fused is not None
     assert any(isinstance(m, PackedConv) for m in fused.modules())

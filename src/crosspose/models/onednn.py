@@ -4,7 +4,8 @@ Eager bf16 autocast on a CPU pays, on every call, for casting each fp32 weight t
 reordering it into its blocked layout, and for separate ReLU and residual-add passes over every
 activation. :func:`onednn_inference` does the first two once and hands the last two to oneDNN as
 post-ops of the convolution before them (``torch.ops.mkldnn._convolution_pointwise``, the operators
-Inductor's own CPU lowering calls). The result is bit-identical to the same network with bf16
+Inductor's own CPU lowering calls); the transposed-convolution heads become regular convolutions
+and a pixel shuffle (:class:`_SubpixelHead`). The result is bit-identical to the same network with bf16
 weights run eagerly. On a 2-core Xeon with AMX it ran ResNet-50 (256 px, batch 8) at 87-103 img/s
 against 50-58 for eager autocast and 104-118 compiled, and ``crosspose analyze`` of a 640x480 video
 faster than compiled (17.1-18.5 vs 15.1-16.5 frames/s), with a first call of 0.1 s where
@@ -63,6 +64,48 @@ class PackedConv(nn.Module):
                 residual, x, self.packed, self.bias, *self.args, "add", 1.0, "relu", [], "")
         return torch.ops.mkldnn._convolution_pointwise.binary(
             x, residual, self.packed, self.bias, *self.args, "add", 1.0, "relu", [], "")
+
+
+_PHASE_TAPS = {0: ((1, 0), (0, 2)), 1: ((1, 1),)}  # output phase -> (2x2 tap, 3x3 transposed tap) pairs
+
+
+class _SubpixelHead(nn.Module):
+    """A :class:`~crosspose.models.heads.DeconvHead` as one regular convolution and a pixel shuffle.
+
+    Output row 2m + p of the 3x3 stride-2 transposed convolution takes kernel row 0 at input row m
+    and kernel row 2 at m - 1 (p = 0), or kernel row 1 at m (p = 1); columns alike. So a 2x2
+    convolution padded by one, with the four phases (p, q) as output channels, followed by
+    ``pixel_shuffle(2)``, gives the same maps (first 2H or 2H + 1 rows and columns, cropped or
+    not): oneDNN runs it 2.4-2.7x faster than the transposed convolution (ResNet-50's two heads, bf16
+    on AMX, batch 8: 16.6 vs 39.5 ms at 640x480, 3.6 vs 10.1 ms at 256 px).
+    """
+
+    def __init__(self, head: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        deconv: Any = head.deconv
+        weight = deconv.weight.detach().float()  # (in, out, 3, 3)
+        cin, cout = weight.shape[:2]
+        phases = weight.new_zeros(cout, 2, 2, cin, 2, 2)
+        for p, q in ((0, 0), (0, 1), (1, 0), (1, 1)):
+            for a, kh in _PHASE_TAPS[p]:
+                for b, kw in _PHASE_TAPS[q]:
+                    phases[:, p, q, :, a, b] = weight[:, :, kh, kw].t()
+        conv = nn.Conv2d(cin, 4 * cout, 2, padding=1)
+        conv.weight = nn.Parameter(phases.reshape(4 * cout, cin, 2, 2))  # channel 4c + 2p + q: pixel_shuffle's order
+        conv.bias = nn.Parameter(deconv.bias.detach().float().repeat_interleave(4))
+        self.conv = PackedConv(conv, dtype, relu=False)
+        self.extra = 0 if head.crop else 1  # DeepLabCut 3's uncropped maps keep row and column 2H
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        return nn.functional.pixel_shuffle(self.conv(x), 2)[:, :, :2 * h + self.extra, :2 * w + self.extra]
+
+
+def _subpixel_ready(head: nn.Module) -> bool:
+    d = getattr(head, "deconv", None)
+    return (isinstance(d, nn.ConvTranspose2d) and hasattr(head, "crop") and d.bias is not None
+            and tuple(d.kernel_size) == (3, 3) and tuple(d.stride) == (2, 2) and tuple(d.padding) == (0, 0)
+            and tuple(d.output_padding) == (0, 0) and tuple(d.dilation) == (1, 1) and d.groups == 1)
 
 
 def _plain(conv: nn.Module) -> bool:
@@ -153,7 +196,7 @@ def onednn_inference(net: nn.Module, dtype: torch.dtype = torch.bfloat16) -> nn.
         setattr(out_body.get_submodule(parent), child, fused_block)
     out_body.conv1 = _Stem(body.conv1, dtype)
     out_body.act1 = nn.Identity()
-    for name, module in out.named_children():
-        if name != "backbone":
-            module.to(dtype)  # the heads
+    for name, module in list(out.named_children()):
+        if name != "backbone":  # the heads
+            setattr(out, name, _SubpixelHead(module, dtype) if _subpixel_ready(module) else module.to(dtype))
     return out
