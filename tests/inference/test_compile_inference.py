@@ -20,7 +20,7 @@ from crosspose.core import hardware
 from crosspose.core.errors import ConfigError
 from crosspose.core.hardware import CpuFeatures, choose_inference_compile
 from crosspose.inference.model import OnnxBackend, TorchBackend
-from crosspose.models.inference import CompiledInference, inference_copy
+from crosspose.models.inference import CompiledInference, did_compile, inference_copy
 from crosspose.models.network import PoseNetwork
 from crosspose.models.onednn import PackedConv
 from crosspose.testing import write_tiny_checkpoint
@@ -139,6 +139,7 @@ def test_the_eager_network_serves_the_fallbacks(monkeypatch: pytest.MonkeyPatch)
         wrapped(torch.randint(0, 256, (2, 3, size, size), dtype=torch.uint8))
     assert shapes == [(2, 3, 32, 32), (2, 3, 32, 32)] and wrapped.compiled_shapes == [(2, 3, 32, 32)]
     assert eager_calls == [(2, 3, 48, 48)], "the shape past max_shapes ran on the eager network"
+    assert did_compile(wrapped) and not did_compile(net)
 
 
 @torch.inference_mode()
@@ -163,6 +164,7 @@ def test_a_failed_compile_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch,
         wrapped(images)
     assert len(shapes) == 1, "after a failure the compiled function is not tried again"
     assert wrapped.failed == "RuntimeError: InvalidCxxCompiler: No working C++ compiler found"
+    assert not did_compile(wrapped) and wrapped.compiled_shapes == []
     assert [r.getMessage() for r in caplog.records] == [
         "torch.compile failed, running eagerly instead (same results, slower): " + wrapped.failed]
     torch.testing.assert_close(out["heatmap"], net(images)["heatmap"])

@@ -359,11 +359,13 @@ def infer_phase(spec: dict[str, Any]) -> dict[str, Any]:
         # predict_step runs the BatchNorm-folded inference copy, as `crosspose predict` does
         model = _time_model(module, batch, spec["repeats"], device)
     bs = int(batch["image"].shape[0])
+    from crosspose.models.inference import did_compile
+
     return {
         "threads": torch.get_num_threads(), "images": images, "allocator": allocator.describe(),
         # as `crosspose predict` chooses (model.predict_compile: auto): whether it did compile (a failed
         # compile runs eagerly); the first pass holds the compile if so
-        "compiled": bool(getattr(module._inference_net[0], "compiled_shapes", None)), "first_pass_s": passes[0],
+        "compiled": did_compile(module._inference_net[0]), "first_pass_s": passes[0],
         "whole": summarise_passes(passes, images), "model": summarise_passes(model, bs),
         "cuda_peak_bytes": torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
     }

@@ -167,6 +167,7 @@ def analyze(spec: dict[str, Any]) -> dict[str, Any]:
     from crosspose.inference.analyze import analyze_input
     from crosspose.inference.predictor import load
     from crosspose.inference.sources import resolve_inputs
+    from crosspose.models.inference import did_compile
 
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
@@ -183,7 +184,7 @@ def analyze(spec: dict[str, Any]) -> dict[str, Any]:
             "frames_per_s_whole_call": report.times.frames / total if total > 0 else None, "h5": str(report.outputs[0]), "backend": predictor.backend.name,
             "precision": predictor.backend.precision.precision,
             # compiled = it did compile, not merely that it was asked to (a failed compile runs eagerly)
-            "compiled": bool(getattr(getattr(predictor.backend, "net", None), "compiled_shapes", None)),
+            "compiled": did_compile(getattr(predictor.backend, "net", None)),
             "compile_reason": predictor.backend.compiled.describe(),
             "frames_per_s_after_first_call": times.get("frames_per_s_after_first_call"),
             "first_call_seconds": times.get("first_call"),

@@ -18,7 +18,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from crosspose.core import hardware
 from crosspose.models.onednn import onednn_inference
 
-__all__ = ["CompiledInference", "fold_batchnorm", "inference_copy", "inference_network"]
+__all__ = ["CompiledInference", "did_compile", "fold_batchnorm", "inference_copy", "inference_network"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,11 @@ def inference_network(net: nn.Module, device: torch.device, precision: str, comp
                                                fused=fused is not None)
     eager = folded if fused is None else fused
     return (CompiledInference(folded, eager=eager) if choice.on else eager), choice
+
+
+def did_compile(net: Any) -> bool:
+    """Whether ``net`` ran compiled at least once (False for an eager network or a failed compile)."""
+    return bool(getattr(net, "compiled_shapes", None))
 
 
 class CompiledInference(nn.Module):
@@ -134,6 +139,7 @@ class CompiledInference(nn.Module):
         except Exception as exc:  # Inductor raises many types (compiler missing, a lowering it lacks)
             first_line = (str(exc).strip().splitlines() or [""])[0][:300]
             self.failed = f"{type(exc).__name__}: {first_line}"
+            self.shapes.clear()  # none of them runs compiled from now on
             log.warning("torch.compile failed, running eagerly instead (same results, slower): %s", self.failed)
             return self.eager(images)
 

@@ -113,15 +113,6 @@ def _plain(conv: nn.Module) -> bool:
     return isinstance(conv, nn.Conv2d) and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
 
 
-class _Stem(nn.Module):
-    def __init__(self, conv: nn.Conv2d, dtype: torch.dtype) -> None:
-        super().__init__()
-        self.conv = PackedConv(conv, dtype, relu=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)
-
-
 class _FusedBlock(nn.Module):
     """A timm BasicBlock or Bottleneck: each conv with its ReLU, the last one adding the shortcut."""
 
@@ -170,7 +161,7 @@ def onednn_inference(net: nn.Module, dtype: torch.dtype = torch.bfloat16) -> nn.
 
     ``net`` is a :class:`~crosspose.models.network.PoseNetwork` after
     :func:`~crosspose.models.inference.inference_copy`; it is not changed. The heads run in ``dtype``
-    as ordinary modules, so the maps come back in ``dtype``. None when PyTorch has no oneDNN, or the
+    as sub-pixel convolutions (:class:`_SubpixelHead`), so the maps come back in ``dtype``. None when PyTorch has no oneDNN, or the
     backbone is not a folded timm ResNet of plain BasicBlocks or Bottlenecks.
     """
     if not torch.backends.mkldnn.is_available():
@@ -189,14 +180,16 @@ def onednn_inference(net: nn.Module, dtype: torch.dtype = torch.bfloat16) -> nn.
             fused[name] = block
     if not fused:
         return None
-    out = copy.deepcopy(net)
-    out_body: Any = out.get_submodule("backbone.body")
-    for name, fused_block in fused.items():
+    replaced: dict[str, nn.Module] = {f"backbone.body.{name}": block for name, block in fused.items()}
+    replaced["backbone.body.conv1"] = PackedConv(body.conv1, dtype, relu=True)  # casts the fp32 image
+    replaced["backbone.body.act1"] = nn.Identity()
+    for name, head in net.named_children():
+        if name != "backbone" and head is not None:
+            replaced[name] = _SubpixelHead(head, dtype) if _subpixel_ready(head) else copy.deepcopy(head).to(dtype)
+    # copy the rest only (normalisation buffers, pooling): the memo hands deepcopy the new modules
+    # instead of copying the fp32 weights they replace
+    out = copy.deepcopy(net, memo={id(net.get_submodule(name)): new for name, new in replaced.items()})
+    for name, new in replaced.items():
         parent, _, child = name.rpartition(".")
-        setattr(out_body.get_submodule(parent), child, fused_block)
-    out_body.conv1 = _Stem(body.conv1, dtype)
-    out_body.act1 = nn.Identity()
-    for name, module in list(out.named_children()):
-        if name != "backbone":  # the heads
-            setattr(out, name, _SubpixelHead(module, dtype) if _subpixel_ready(module) else module.to(dtype))
+        setattr(out.get_submodule(parent), child, new)
     return out
